@@ -1,0 +1,65 @@
+"""Checks that a checkpoint's weights fit a model before they are loaded (plain PyTorch).
+
+``torch.nn.Module.load_state_dict`` reports a mismatch as a long list of keys; a user who passed the wrong
+``--ckpt_path`` wants one sentence saying which model wrote the checkpoint and what this run expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from hwnas_pl.errors import UserInputError
+
+
+class CheckpointMismatchError(UserInputError, ValueError):
+    """A checkpoint's weights were written by a different model than the one loading them."""
+
+
+def check_state_dict_matches(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint", writer: str | None = None
+) -> None:
+    """Raise one clear sentence when ``state_dict`` does not have exactly ``model``'s keys and shapes.
+
+    Args:
+        model: the model about to load the weights.
+        state_dict: the weights (``checkpoint["state_dict"]``).
+        source: how to name the checkpoint in the message (its path).
+        writer: what wrote the checkpoint (a class path), if known.
+
+    Raises:
+        CheckpointMismatchError: with counts and the first example of missing, unexpected and reshaped keys.
+
+    Example:
+        >>> check_state_dict_matches(nn.Linear(2, 3), nn.Linear(2, 3).state_dict())
+        >>> check_state_dict_matches(nn.Linear(2, 3), nn.Linear(2, 4).state_dict())
+        Traceback (most recent call last):
+        ...
+        hwnas_pl.checkpoint.CheckpointMismatchError: checkpoint does not fit Linear: 2 tensors of other shapes (e.g. 'weight': (4, 2) in the checkpoint, (3, 2) in the model); expected a checkpoint written by the same model with the same configuration.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    reshaped = [
+        k for k in own if k in state_dict and tuple(own[k].shape) != tuple(getattr(state_dict[k], "shape", ()))
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of the model's tensors missing (e.g. '{missing[0]}')")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensors the model does not have (e.g. '{unexpected[0]}')")
+    if reshaped:
+        k = reshaped[0]
+        problems.append(
+            f"{len(reshaped)} tensors of other shapes (e.g. '{k}': {tuple(state_dict[k].shape)} in the checkpoint, "
+            f"{tuple(own[k].shape)} in the model)"
+        )
+    written = f" (it was written by {writer})" if writer else ""
+    raise CheckpointMismatchError(
+        f"{source}{written} does not fit {type(model).__name__}: {'; '.join(problems)}; expected a checkpoint "
+        "written by the same model with the same configuration."
+    )

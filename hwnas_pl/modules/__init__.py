@@ -1,0 +1,6 @@
+"""LightningModules: thin Lightning glue over the plain-PyTorch core."""
+
+from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
+from hwnas_pl.modules.classifier_module import ClassifierModule
+
+__all__ = ["ClassifierModule", "HWNASModule", "NonFiniteLossError"]

@@ -1,0 +1,45 @@
+"""Behaviour every LightningModule of the package shares: clear checkpoint and NaN-loss errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from typing_extensions import override
+
+from hwnas_pl.checkpoint import check_state_dict_matches
+from hwnas_pl.errors import UserInputError
+
+
+class NonFiniteLossError(UserInputError, FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class HWNASModule(L.LightningModule):
+    """Base of the package's LightningModules.
+
+    - Loading a checkpoint written by another model fails with one sentence (see
+      :func:`hwnas_pl.checkpoint.check_state_dict_matches`) unless ``strict_loading`` is off.
+    - :meth:`check_finite` stops training at the first NaN/inf loss with the epoch and step.
+    """
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.strict_loading or "state_dict" not in checkpoint:
+            return
+        trainer = self._trainer
+        source = f"Checkpoint '{trainer.ckpt_path}'" if trainer is not None and trainer.ckpt_path else "The checkpoint"
+        hparams = checkpoint.get("hyper_parameters") or {}
+        writer = hparams.get("_class_path")
+        check_state_dict_matches(self, checkpoint["state_dict"], source=source, writer=writer)
+
+    def check_finite(self, loss: torch.Tensor, name: str = "training loss") -> torch.Tensor:
+        """Return ``loss`` if finite; otherwise raise :class:`NonFiniteLossError` naming where it happened."""
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"The {name} became {loss.detach().float().cpu().item() if loss.numel() == 1 else 'non-finite'} at "
+                f"epoch {self.current_epoch}, step {self.global_step}; expected a finite loss (lower the learning "
+                "rate, check the inputs for NaN, or set trainer.gradient_clip_val)."
+            )
+        return loss
