@@ -16,18 +16,30 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
 import hwnas_pl.datamodules  # noqa: F401  (registers short class names for jsonargparse)
 import hwnas_pl.modules  # noqa: F401
+from hwnas_pl.checkpoint import CheckpointMismatchError
+from hwnas_pl.cli_errors import explain_parse_error
 from hwnas_pl.errors import UserInputError
 
+#: Set to 1 for tracebacks and jsonargparse's full parse report instead of one-sentence errors.
+DEBUG_ENV = "HWNAS_DEBUG"
+
+
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
-    """OmegaConf resolver ``${run_dir:sub}``: ``trainer.default_root_dir`` of the running subcommand, joined with ``sub``."""
-    roots = [node["trainer"].get("default_root_dir") for node in _root_.values() if hasattr(node, "get") and "trainer" in node]
+    """OmegaConf resolver ``${run_dir:sub}``: the subcommand's ``trainer.default_root_dir`` joined with ``sub``."""
+    roots = [
+        node["trainer"].get("default_root_dir")
+        for node in _root_.values()
+        if hasattr(node, "get") and "trainer" in node
+    ]
     root = next((r for r in roots if r), None) or "."
     return str(Path(root) / subpath) if subpath else str(root)
 
@@ -36,7 +48,23 @@ def _register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("run_dir"):
-        OmegaConf.register_new_resolver("run_dir", _run_dir)
+        register = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
+        register("run_dir", _run_dir)
+
+
+class HWNASArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser whose errors end with one sentence naming the bad key and what was expected."""
+
+    @override
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get(DEBUG_ENV):
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        known = [a.dest for a in parser._actions] + [s.lstrip("-") for a in parser._actions for s in a.option_strings]
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"tip: `{prog} --help` lists the accepted options; {DEBUG_ENV}=1 shows the full report.\n")
+        sys.stderr.write(f"hwnas: error: {explain_parse_error(message, known)}\n")
+        sys.exit(2)
 
 
 #: Values every DataModule of the package exposes and every model of the package takes.
@@ -54,11 +82,45 @@ class HWNASCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         parser_kwargs = kwargs.pop("parser_kwargs", None) or {}
         parser_kwargs.setdefault("parser_mode", "omegaconf+")
+        parser_kwargs.setdefault("allow_abbrev", False)
+        parser_kwargs.setdefault(
+            "description", "hwnas: hardware-aware NAS and efficient-inference training on PyTorch Lightning."
+        )  # a typo must not silently match a longer option
         _register_resolvers()
+        kwargs.setdefault("parser_class", HWNASArgumentParser)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(*args, parser_kwargs=parser_kwargs, **kwargs)
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        """Refuse a missing checkpoint or one written by another model class before Lightning merges its hparams."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+            path = Path(ckpt_path)
+            if not path.is_file():
+                raise CheckpointMismatchError(
+                    f"Checkpoint '{path}' does not exist; expected a path to a .ckpt file, or 'last' to resume the "
+                    "run in trainer.default_root_dir."
+                )
+            try:
+                hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+            except Exception as err:  # noqa: BLE001 - any unreadable file gets the same sentence
+                raise CheckpointMismatchError(
+                    f"Checkpoint '{path}' could not be read ({type(err).__name__}); expected a .ckpt file written by "
+                    "Lightning."
+                ) from None
+            written = hparams.get("_class_path")
+            model = self.config[subcommand].get("model")
+            configured = getattr(model, "class_path", None)
+            if written and configured and written != configured:
+                raise CheckpointMismatchError(
+                    f"Checkpoint '{path}' was written by {written}, but the config's model is {configured}; expected "
+                    f"a checkpoint of {configured}."
+                )
+        super()._parse_ckpt_path()
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -71,17 +133,19 @@ class HWNASCLI(LightningCLI):
             return
         lines = [f"hwnas {stage} finished."]
         for logger in trainer.loggers:
-            where = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-            if type(logger).__name__ == "WandbLogger":
-                where = getattr(getattr(logger.experiment, "dir", None), "__str__", lambda: where)()
-                where = str(Path(where).parent) if where else where
+            if isinstance(logger, WandbLogger):  # the run's own folder (offline-run-*/ or run-*/)
+                where = Path(logger.experiment.dir).parent
+            else:
+                where = logger.log_dir or logger.save_dir
             lines.append(f"  logs ({type(logger).__name__}): {Path(where).resolve() if where else 'n/a'}")
         ckpt = trainer.checkpoint_callback
         if stage == "fit" and ckpt is not None:
             if ckpt.last_model_path:
                 lines.append(f"  last checkpoint: {Path(ckpt.last_model_path).resolve()}")
             if ckpt.best_model_path:
-                score = f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})" if ckpt.best_model_score is not None else ""
+                score = (
+                    f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})" if ckpt.best_model_score is not None else ""
+                )
                 lines.append(f"  best checkpoint: {Path(ckpt.best_model_path).resolve()}{score}")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
         if metrics:
@@ -107,17 +171,29 @@ def _finish_wandb_runs(cli: HWNASCLI) -> None:
             run.finish()
 
 
+def _user_error(exc: BaseException | None) -> UserInputError | None:
+    """The :class:`UserInputError` behind ``exc``, following the chain jsonargparse wraps instantiation errors in."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserInputError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def cli_main(args: ArgsType = None) -> None:
     """Entry point of ``hwnas`` and ``python -m hwnas_pl``.
 
-    Bad user input (:class:`hwnas_pl.errors.UserInputError`) ends with its one-sentence message on stderr and
-    exit code 2; set ``HWNAS_TRACEBACK=1`` for the traceback.
+    Bad user input (:class:`hwnas_pl.errors.UserInputError`, also when jsonargparse wrapped it while instantiating a
+    class) ends with its one-sentence message on stderr and exit code 2; set ``HWNAS_DEBUG=1`` for the traceback.
     """
     try:
         cli = HWNASCLI(args=args)
         _finish_wandb_runs(cli)
-    except UserInputError as err:
-        if os.environ.get("HWNAS_TRACEBACK"):
+    except Exception as exc:
+        err = _user_error(exc)
+        if err is None or os.environ.get(DEBUG_ENV):
             raise
         print(f"hwnas: error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -1,7 +1,7 @@
 """The error type for bad user input.
 
 Errors of this type carry one sentence saying what was wrong and what was expected; the ``hwnas`` command prints
-that sentence without a traceback (set ``HWNAS_TRACEBACK=1`` to see it). Other exceptions are bugs and keep their
+that sentence without a traceback (set ``HWNAS_DEBUG=1`` to see it). Other exceptions are bugs and keep their
 traceback.
 """
 

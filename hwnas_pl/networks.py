@@ -58,7 +58,11 @@ class SmallCNN(nn.Module):
         for i in range(stages):
             c_out = width * 2**i
             for _ in range(2):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True),
+                ]
                 c_in = c_out
             if size > 2:
                 layers.append(nn.MaxPool2d(2))

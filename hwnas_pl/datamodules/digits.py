@@ -53,7 +53,9 @@ def load_digits_arrays(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndar
     root = require_dir(data_dir, "Digits", _LAYOUT)
     found = [root / name for name in UCI_FILES if (root / name).is_file()]
     if not found:
-        raise DatasetLayoutError(f"Digits data_dir '{root}' holds neither {UCI_FILES[0]} nor {UCI_FILES[1]}; expected {_LAYOUT}.")
+        raise DatasetLayoutError(
+            f"Digits data_dir '{root}' holds neither {UCI_FILES[0]} nor {UCI_FILES[1]}; expected {_LAYOUT}."
+        )
     parts = [read_optdigits(p) for p in found]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 

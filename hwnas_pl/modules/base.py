@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -16,13 +17,37 @@ class NonFiniteLossError(UserInputError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` is data that ``torch.load(weights_only=True)`` reads back (no classes or functions)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
 class HWNASModule(L.LightningModule):
     """Base of the package's LightningModules.
 
     - Loading a checkpoint written by another model fails with one sentence (see
       :func:`hwnas_pl.checkpoint.check_state_dict_matches`) unless ``strict_loading`` is off.
     - :meth:`check_finite` stops training at the first NaN/inf loss with the epoch and step.
+    - :meth:`save_plain_hyperparameters` keeps checkpoints loadable with ``torch.load(weights_only=True)``.
     """
+
+    def save_plain_hyperparameters(self, ignore: list[str] | None = None) -> None:
+        """``save_hyperparameters()`` of the caller's ``__init__`` arguments, keeping only plain values.
+
+        Under the ``hwnas`` CLI every argument is plain config (class_path/init_args dicts), so everything is kept
+        and ``load_from_checkpoint`` rebuilds the model. Objects given from Python (a backbone factory, an
+        optimizer class) are dropped: pass them again to ``load_from_checkpoint``.
+        """
+        self.save_hyperparameters(ignore=ignore, frame=inspect.currentframe().f_back)
+        for store in (self._hparams, self._hparams_initial):
+            for key in [k for k, v in store.items() if not _is_plain(v)]:
+                del store[key]
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

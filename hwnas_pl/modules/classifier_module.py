@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,7 @@ class ClassifierModule(HWNASModule):
 
     def __init__(
         self,
-        backbone: Union[str, BackboneFactory] = "small_cnn",
+        backbone: str | BackboneFactory = "small_cnn",
         num_classes: int = 10,
         input_shape: Sequence[int] = (3, 32, 32),
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -75,16 +75,18 @@ class ClassifierModule(HWNASModule):
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"ClassifierModule needs num_classes >= 2, got {num_classes}.")
-        self.save_hyperparameters()
+        self.save_plain_hyperparameters()
         self.net = build_backbone(backbone, num_classes, input_shape)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_smoothing = label_smoothing
+        self.num_classes = num_classes
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # the best accuracy so far survives a resume
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,17 +95,14 @@ class ClassifierModule(HWNASModule):
     def _shared_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
-        if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+        expected = (y.shape[0], self.num_classes)
+        if tuple(logits.shape) != expected:
             raise ConfigError(
                 f"The backbone returned logits of shape {tuple(logits.shape)} for a batch of {y.shape[0]} samples; "
-                "expected (batch, num_classes)."
+                f"expected (batch, num_classes) = {expected}."
             )
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits, y
-
-    @override
-    def on_train_start(self) -> None:
-        self.val_acc_best.reset()
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -125,6 +124,8 @@ class ClassifierModule(HWNASModule):
 
     @override
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # the sanity check's few batches are not an epoch's accuracy
+            return
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 

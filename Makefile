@@ -1,0 +1,27 @@
+# The two commands of the README. Each creates .venv when missing and installs the package with its dev extra.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hwnas fit --config configs/digits_classifier.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check hwnas_pl tests benchmarks
+	$(BIN)/ruff format --check hwnas_pl tests benchmarks
+
+clean:
+	rm -rf logs .pytest_cache
