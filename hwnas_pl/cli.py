@@ -34,12 +34,12 @@ DEBUG_ENV = "HWNAS_DEBUG"
 
 
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
-    """OmegaConf resolver ``${run_dir:sub}``: the subcommand's ``trainer.default_root_dir`` joined with ``sub``."""
-    roots = [
-        node["trainer"].get("default_root_dir")
-        for node in _root_.values()
-        if hasattr(node, "get") and "trainer" in node
-    ]
+    """OmegaConf resolver ``${run_dir:sub}``: the subcommand's ``trainer.default_root_dir`` joined with ``sub``.
+
+    The merged config holds the trainer at its top (``run=False``) or under the subcommand's key (``fit.trainer``).
+    """
+    nodes = [_root_, *(v for v in _root_.values() if hasattr(v, "keys"))]
+    roots = [n["trainer"].get("default_root_dir") for n in nodes if "trainer" in n and hasattr(n["trainer"], "get")]
     root = next((r for r in roots if r), None) or "."
     return str(Path(root) / subpath) if subpath else str(root)
 
