@@ -138,15 +138,13 @@ class HWNASCLI(LightningCLI):
             else:
                 where = logger.log_dir or logger.save_dir
             lines.append(f"  logs ({type(logger).__name__}): {Path(where).resolve() if where else 'n/a'}")
-        ckpt = trainer.checkpoint_callback
-        if stage == "fit" and ckpt is not None:
-            if ckpt.last_model_path:
-                lines.append(f"  last checkpoint: {Path(ckpt.last_model_path).resolve()}")
-            if ckpt.best_model_path:
-                score = (
-                    f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})" if ckpt.best_model_score is not None else ""
-                )
+        for ckpt in trainer.checkpoint_callbacks if stage == "fit" else []:
+            if ckpt.monitor and ckpt.best_model_path:
+                score = f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})"
                 lines.append(f"  best checkpoint: {Path(ckpt.best_model_path).resolve()}{score}")
+            newest = ckpt.last_model_path or (ckpt.best_model_path if not ckpt.monitor else "")
+            if newest:
+                lines.append(f"  last checkpoint: {Path(newest).resolve()}")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
         if metrics:
             lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
