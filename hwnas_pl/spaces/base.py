@@ -1,0 +1,229 @@
+"""The one search-space abstraction every method speaks.
+
+An architecture is the space's own immutable, hashable value (a tuple of op names for a cell space). Every space
+also maps it to a fixed-length integer vector, position ``i`` taking values ``0 .. cardinalities[i] - 1``: the
+encoding that samplers, evolutionary operators, pymoo, surrogates and benchmark tables share. Subclasses implement
+the ``_``-prefixed hooks and :meth:`build`; the public methods validate their input and stay fixed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.registry import Registry
+
+Arch = Hashable
+
+
+class SearchSpace(ABC):
+    """Base class of the search spaces.
+
+    Subclasses define ``name``, :attr:`cardinalities`, ``_decode``/``_encode``, ``_to_string``/``_from_string``,
+    ``_validate``, :meth:`tokens`, :meth:`graph`, :meth:`depth` and :meth:`build`.
+    """
+
+    name: str = "space"
+
+    # ------------------------------------------------------------------ TO BE OVERWRITTEN
+    @property
+    @abstractmethod
+    def cardinalities(self) -> tuple[int, ...]:
+        """Number of choices at each position of the integer encoding."""
+
+    @abstractmethod
+    def _decode(self, vector: np.ndarray) -> Arch:
+        """Architecture of a validated integer vector."""
+
+    @abstractmethod
+    def _encode(self, arch: Arch) -> np.ndarray:
+        """Integer vector of a validated architecture."""
+
+    @abstractmethod
+    def _to_string(self, arch: Arch) -> str:
+        """Human-readable string of an architecture."""
+
+    @abstractmethod
+    def _from_string(self, text: str) -> Arch:
+        """Architecture of a string written by :meth:`to_string` (raise ConfigError when malformed)."""
+
+    @abstractmethod
+    def _validate(self, arch: Any) -> Arch:
+        """``arch`` in canonical form, or ConfigError naming what is wrong with it."""
+
+    @abstractmethod
+    def tokens(self, arch: Arch) -> list[str]:
+        """Op-name sequence of ``arch`` (input of the LSTM encoder, HW-PR-NAS §3.2)."""
+
+    @abstractmethod
+    def graph(self, arch: Arch) -> tuple[np.ndarray, np.ndarray]:
+        """(adjacency ``(n, n)``, op one-hot ``(n, n_op_types)``) of ``arch`` (input of the GCN encoder)."""
+
+    @abstractmethod
+    def depth(self, arch: Arch) -> int:
+        """Weight layers (convolutions and linear layers) on the longest input-to-output path of ``arch``."""
+
+    @abstractmethod
+    def build(self, arch: Arch, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
+        """A trainable network of ``arch`` for ``num_classes`` outputs and inputs of ``input_shape``."""
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_vars(self) -> int:
+        """Length of the integer encoding."""
+        return len(self.cardinalities)
+
+    def size(self) -> int:
+        """Number of distinct integer vectors (architectures) in the space."""
+        return math.prod(self.cardinalities)
+
+    def validate(self, arch: Any) -> Arch:
+        """``arch`` in canonical form; a string is parsed with :meth:`from_string`.
+
+        Raises:
+            ConfigError: naming what is wrong with ``arch`` and what the space expects.
+        """
+        if isinstance(arch, str):
+            return self.from_string(arch)
+        return self._validate(arch)
+
+    def encode(self, arch: Any) -> np.ndarray:
+        """Integer vector of ``arch`` (``int64``, length :attr:`n_vars`)."""
+        return np.asarray(self._encode(self.validate(arch)), dtype=np.int64)
+
+    def decode(self, vector: Sequence[int] | np.ndarray) -> Arch:
+        """Architecture of an integer vector.
+
+        Raises:
+            ConfigError: when the vector has the wrong length or a value outside its position's range.
+        """
+        v = np.asarray(vector)
+        if v.shape != (self.n_vars,):
+            raise ConfigError(
+                f"{self.name} encodes an architecture as {self.n_vars} integers, got shape {tuple(v.shape)}."
+            )
+        v = np.rint(v).astype(np.int64)
+        card = np.asarray(self.cardinalities)
+        bad = np.flatnonzero((v < 0) | (v >= card))
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigError(
+                f"{self.name} position {i} must lie in 0..{card[i] - 1}, got {int(v[i])} (vector {v.tolist()})."
+            )
+        return self._decode(v)
+
+    def to_string(self, arch: Any) -> str:
+        """Human-readable string of ``arch`` (round-trips through :meth:`from_string`)."""
+        return self._to_string(self.validate(arch))
+
+    def from_string(self, text: str) -> Arch:
+        """Architecture of a string written by :meth:`to_string`."""
+        return self._from_string(text.strip())
+
+    def sample(self, n: int, rng: np.random.Generator, method: str = "uniform") -> list[Arch]:
+        """``n`` architectures drawn uniformly, or by Latin-hypercube sampling (``method="lhs"``).
+
+        LHS splits each position's range into ``n`` equal strata and draws each stratum once, so every choice of
+        every position appears ``n / cardinality`` times (±1) in the sample.
+        """
+        card = np.asarray(self.cardinalities)
+        if method == "uniform":
+            vectors = rng.integers(0, card, size=(n, self.n_vars))
+        elif method == "lhs":
+            strata = np.stack([rng.permutation(n) for _ in range(self.n_vars)], axis=1)
+            u = (strata + rng.random((n, self.n_vars))) / max(n, 1)
+            vectors = np.minimum((u * card).astype(np.int64), card - 1)
+        else:
+            raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
+        return [self._decode(v) for v in vectors]
+
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> Arch:
+        """Redraw each position with probability ``prob`` (default ``1 / n_vars``); at least one changes."""
+        v = self.encode(arch)
+        card = np.asarray(self.cardinalities)
+        prob = 1.0 / self.n_vars if prob is None else prob
+        mask = rng.random(self.n_vars) < prob
+        mutable = np.flatnonzero(card > 1)
+        if not mask[mutable].any() and mutable.size:
+            mask[rng.choice(mutable)] = True
+        for i in np.flatnonzero(mask):
+            if card[i] > 1:  # a new value, never the same one
+                v[i] = (v[i] + rng.integers(1, card[i])) % card[i]
+        return self._decode(v)
+
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> tuple[Arch, Arch]:
+        """Uniform crossover: each position comes from either parent with probability 1/2."""
+        va, vb = self.encode(a), self.encode(b)
+        swap = rng.random(self.n_vars) < 0.5
+        ca, cb = np.where(swap, vb, va), np.where(swap, va, vb)
+        return self._decode(ca), self._decode(cb)
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every architecture of the space, in the order of their integer vectors."""
+        for v in itertools.product(*(range(c) for c in self.cardinalities)):
+            yield self._decode(np.asarray(v))
+
+    def index(self, arch: Any) -> int:
+        """Position of ``arch`` in :meth:`enumerate` (mixed-radix value of its vector)."""
+        index = 0
+        for value, card in zip(self.encode(arch), self.cardinalities):
+            index = index * card + int(value)
+        return index
+
+    def from_index(self, index: int) -> Arch:
+        """Architecture at position ``index`` of :meth:`enumerate`."""
+        if not 0 <= index < self.size():
+            raise ConfigError(f"{self.name} has {self.size()} architectures; index {index} is out of range.")
+        digits = []
+        for card in reversed(self.cardinalities):
+            index, d = divmod(index, card)
+            digits.append(d)
+        return self._decode(np.asarray(digits[::-1]))
+
+    def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
+        """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), counted on the built network.
+
+        ``flops`` (2 × multiply-accumulates of convolutions and linear layers) and ``params`` for one input of
+        ``input_shape``; ``n_convs`` (convolutions executed), ``input_size`` (height), ``depth``,
+        ``first_channels``/``last_channels`` (output channels of the first and last convolution) and
+        ``downsamplings`` (how many times the feature map shrinks).
+        """
+        from hwnas_pl.hardware.analytic import count_network
+
+        arch = self.validate(arch)
+        counts = count_network(self.build(arch, num_classes, input_shape), input_shape)
+        return {
+            "flops": float(counts.flops),
+            "params": float(counts.params),
+            "n_convs": float(counts.n_convs),
+            "input_size": float(input_shape[-2]),
+            "depth": float(self.depth(arch)),
+            "first_channels": float(counts.first_channels),
+            "last_channels": float(counts.last_channels),
+            "downsamplings": float(counts.downsamplings),
+        }
+
+
+SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")
+
+
+def register_search_space(name: str):
+    """Class decorator registering a search space under ``name`` for configs and the command line."""
+    return SEARCH_SPACES.register(name)
+
+
+def list_search_spaces() -> list[str]:
+    """Registered search-space names."""
+    return SEARCH_SPACES.names()
+
+
+def create_search_space(name: str, **kwargs: Any) -> SearchSpace:
+    """The registered search space ``name`` built with ``kwargs`` (``None`` values dropped)."""
+    return SEARCH_SPACES.create(name, **kwargs)

@@ -1,0 +1,240 @@
+"""NAS-Bench-201 cell space: 5 operations on the 6 edges of a 4-node cell, 15,625 architectures.
+
+An architecture is the tuple of the 6 edge ops in NAS-Bench-201's string order, edges (0→1), (0→2), (1→2),
+(0→3), (1→3), (2→3), written ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``. The integer encoding uses the same edge
+order and NAS-Bench-201's op order :data:`OPS`.
+
+The ``analog-nasbench`` table keys cells by NASLib's ``op_indices``: edges (0→1), (0→2), (0→3), (1→2), (1→3),
+(2→3) with op ids 0 skip_connect, 1 none, 2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3;
+:meth:`NASBench201Space.to_anb_tuple` and :meth:`~NASBench201Space.from_anb_tuple` map both ways.
+
+The network is the benchmark's macro skeleton: a 3×3 stem conv with ``C`` channels, three stages of ``N`` cells
+with ``C``, ``2C``, ``4C`` channels separated by residual reduction blocks, BN-ReLU, global pooling and a linear
+classifier (Dong & Yang, ICLR 2020; thesis §3.2 and §3.3 search on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.spaces.base import SearchSpace, register_search_space
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: Edges (from node, to node) in NAS-Bench-201's string order.
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+#: analog-nasbench / NASLib op ids and edge order.
+ANB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+ANB_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+_ANB_FROM_EDGE = [EDGES.index(e) for e in ANB_EDGES]  # ANB position -> our position
+NODE_TYPES = ("input", *OPS, "output")
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU → Conv (no bias) → BatchNorm, the benchmark's convolution op."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+def make_op(name: str, channels: int) -> nn.Module:
+    """The cell op ``name`` on ``channels`` channels (stride 1; ``none`` is never built, its edge is dropped)."""
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ConfigError(f"Unknown NAS-Bench-201 op '{name}'; expected one of: {', '.join(OPS)}.")
+
+
+class NB201Cell(nn.Module):
+    """Node ``j`` is the sum of ``op(i→j)(node i)`` over its incoming edges; the cell outputs node 3."""
+
+    def __init__(self, arch: Sequence[str], channels: int) -> None:
+        super().__init__()
+        self.edges = [(i, j) for (i, j), op in zip(EDGES, arch) if op != "none"]
+        self.ops = nn.ModuleList(make_op(op, channels) for op in arch if op != "none")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for j in (1, 2, 3):
+            inputs = [op(nodes[i]) for (i, to), op in zip(self.edges, self.ops) if to == j]
+            nodes.append(torch.stack(inputs).sum(0) if inputs else torch.zeros_like(x))
+        return nodes[3]
+
+
+class ResidualReduction(nn.Module):
+    """The benchmark's reduction block: two ReLUConvBN 3×3 (stride 2, then 1) plus an avg-pool + 1×1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_b(self.conv_a(x)) + self.shortcut(x)
+
+
+class NB201Network(nn.Module):
+    """Stem → N cells (C) → reduction → N cells (2C) → reduction → N cells (4C) → BN-ReLU → pool → linear."""
+
+    def __init__(self, arch: Sequence[str], num_classes: int, in_channels: int, channels: int, cells: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers.extend(NB201Cell(arch, c) for _ in range(cells))
+        self.cells = nn.Sequential(*layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lastact(self.cells(self.stem(x)))
+        return self.classifier(self.pool(x).flatten(1))
+
+
+@register_search_space("nasbench201")
+class NASBench201Space(SearchSpace):
+    """The NAS-Bench-201 cell space.
+
+    Args:
+        channels: channels of the first stage (16 in the benchmark).
+        cells: cells per stage (5 in the benchmark).
+
+    Example:
+        >>> space = NASBench201Space()
+        >>> arch = space.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+        >>> space.encode(arch).tolist(), space.to_anb_tuple(arch), space.size()
+        ([3, 3, 3, 1, 3, 3], (2, 2, 0, 2, 2, 2), 15625)
+    """  # noqa: E501
+
+    name = "nasbench201"
+
+    def __init__(self, channels: int = 16, cells: int = 5) -> None:
+        if channels < 1 or cells < 1:
+            raise ConfigError(f"NASBench201Space needs channels and cells >= 1, got {channels} and {cells}.")
+        self.channels = channels
+        self.cells = cells
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        return (len(OPS),) * len(EDGES)
+
+    def _validate(self, arch: Any) -> tuple[str, ...]:
+        if not isinstance(arch, (tuple, list)) or len(arch) != len(EDGES):
+            raise ConfigError(
+                f"A NAS-Bench-201 architecture is a sequence of {len(EDGES)} op names (one per edge) or its string "
+                f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {arch!r}."
+            )
+        unknown = [op for op in arch if op not in OPS]
+        if unknown:
+            raise ConfigError(f"Unknown NAS-Bench-201 op '{unknown[0]}'; expected one of: {', '.join(OPS)}.")
+        return tuple(arch)
+
+    def _encode(self, arch: tuple[str, ...]) -> np.ndarray:
+        return np.array([OPS.index(op) for op in arch])
+
+    def _decode(self, vector: np.ndarray) -> tuple[str, ...]:
+        return tuple(OPS[int(v)] for v in vector)
+
+    def _to_string(self, arch: tuple[str, ...]) -> str:
+        nodes = []
+        for j in (1, 2, 3):
+            nodes.append("|" + "|".join(f"{arch[k]}~{i}" for k, (i, to) in enumerate(EDGES) if to == j) + "|")
+        return "+".join(nodes)
+
+    def _from_string(self, text: str) -> tuple[str, ...]:
+        expected = "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'"
+        nodes = text.split("+")
+        ops: dict[tuple[int, int], str] = {}
+        if len(nodes) != 3:
+            raise ConfigError(f"NAS-Bench-201 string {text!r} has {len(nodes)} nodes; expected 3, as in {expected}.")
+        for j, node in enumerate(nodes, start=1):
+            items = [item for item in node.strip("|").split("|") if item]
+            if len(items) != j:
+                raise ConfigError(
+                    f"NAS-Bench-201 string {text!r}: node {j} has {len(items)} inputs; expected {j}, as in {expected}."
+                )
+            for item in items:
+                op, _, src = item.partition("~")
+                if not src.isdigit() or int(src) >= j:
+                    raise ConfigError(f"NAS-Bench-201 string {text!r}: '{item}' is not 'op~input' with input < {j}.")
+                ops[(int(src), j)] = op
+        if len(ops) != len(EDGES):
+            raise ConfigError(f"NAS-Bench-201 string {text!r} repeats an input; expected {expected}.")
+        return self._validate(tuple(ops[e] for e in EDGES))
+
+    def to_anb_tuple(self, arch: Any) -> tuple[int, ...]:
+        """``analog-nasbench`` / NASLib ``op_indices`` of ``arch``."""
+        arch = self.validate(arch)
+        return tuple(ANB_OPS.index(arch[k]) for k in _ANB_FROM_EDGE)
+
+    def from_anb_tuple(self, key: Sequence[int]) -> tuple[str, ...]:
+        """Architecture of an ``analog-nasbench`` / NASLib ``op_indices`` tuple."""
+        key = tuple(int(k) for k in key)
+        if len(key) != len(ANB_EDGES) or any(not 0 <= k < len(ANB_OPS) for k in key):
+            raise ConfigError(
+                f"An analog-nasbench key is {len(ANB_EDGES)} op ids in 0..{len(ANB_OPS) - 1} on the edges "
+                f"{ANB_EDGES}, got {key}."
+            )
+        arch = [""] * len(EDGES)
+        for anb_pos, ours in enumerate(_ANB_FROM_EDGE):
+            arch[ours] = ANB_OPS[key[anb_pos]]
+        return tuple(arch)
+
+    def tokens(self, arch: Any) -> list[str]:
+        return list(self.validate(arch))
+
+    def graph(self, arch: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Ops as nodes: input, the 6 edge ops (string order), output; op one-hot over :data:`NODE_TYPES`."""
+        arch = self.validate(arch)
+        n = len(EDGES) + 2
+        adjacency = np.zeros((n, n), dtype=np.float32)
+        for k, (i, j) in enumerate(EDGES):
+            if i == 0:
+                adjacency[0, k + 1] = 1
+            for m, (i2, j2) in enumerate(EDGES):
+                if j2 == i:
+                    adjacency[m + 1, k + 1] = 1
+            if j == 3:
+                adjacency[k + 1, n - 1] = 1
+        onehot = np.zeros((n, len(NODE_TYPES)), dtype=np.float32)
+        onehot[0, 0] = onehot[n - 1, -1] = 1
+        for k, op in enumerate(arch):
+            onehot[k + 1, NODE_TYPES.index(op)] = 1
+        return adjacency, onehot
+
+    def cell_depth(self, arch: Any) -> int:
+        """Convolutions on the longest path from node 0 to node 3 (``-1`` if node 3 is unreachable)."""
+        arch = self.validate(arch)
+        longest = [0, -1, -1, -1]
+        for (i, j), op in sorted(zip(EDGES, arch), key=lambda e: e[0][1]):
+            if op != "none" and longest[i] >= 0:
+                longest[j] = max(longest[j], longest[i] + (op.startswith("nor_conv")))
+        return longest[3]
+
+    def depth(self, arch: Any) -> int:
+        """Stem + cells' longest conv paths + 2 convs per reduction + classifier."""
+        return 1 + 3 * self.cells * max(self.cell_depth(arch), 0) + 2 * 2 + 1
+
+    def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
+        arch = self.validate(arch)
+        return NB201Network(arch, num_classes, int(input_shape[0]), self.channels, self.cells)

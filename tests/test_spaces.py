@@ -1,0 +1,129 @@
+"""Search spaces: NAS-Bench-201 specifics, plus conformance checks run on every registered space."""
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.spaces import NASBench201Space, create_search_space, list_search_spaces
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+
+
+@pytest.fixture(scope="module")
+def nb201():
+    return NASBench201Space()
+
+
+def test_string_format_both_ways(nb201):
+    arch = nb201.from_string(BEST)
+    assert arch == ("nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3", "nor_conv_3x3")
+    assert nb201.to_string(arch) == BEST
+
+
+@pytest.mark.parametrize(("text", "anb"), [(BEST, (2, 2, 0, 2, 2, 2)), (RESNET, (2, 1, 0, 2, 1, 1))])
+def test_analog_nasbench_tuple_both_ways(nb201, text, anb):
+    # NASLib edge order (0-1, 0-2, 0-3, 1-2, 1-3, 2-3): the skip on 0->3 is third, not fourth as in the string
+    assert nb201.to_anb_tuple(text) == anb
+    assert nb201.to_string(nb201.from_anb_tuple(anb)) == text
+
+
+def test_mappings_are_bijections_over_the_whole_space(nb201):
+    archs = list(nb201.enumerate())
+    assert len(archs) == nb201.size() == 15625 == len(set(archs))
+    assert len({nb201.to_anb_tuple(a) for a in archs}) == 15625
+    assert len({nb201.to_string(a) for a in archs}) == 15625
+    for i in (0, 1, 777, 15624):
+        assert nb201.index(nb201.from_index(i)) == i
+
+
+def test_flops_and_params_match_the_published_extremes(nb201):
+    # NAS-Bench-201 (CIFAR-10): 7.78 to 220.11 MFLOPs (multiply-adds), 0.073 to 1.531 M parameters
+    smallest = nb201.features("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    largest = nb201.features(("nor_conv_3x3",) * 6)
+    assert smallest["flops"] / 2e6 == pytest.approx(7.78, abs=0.005)
+    assert largest["flops"] / 2e6 == pytest.approx(220.11, abs=0.01)
+    assert smallest["params"] / 1e6 == pytest.approx(0.0733, abs=1e-4)
+    assert largest["params"] / 1e6 == pytest.approx(1.5315, abs=1e-4)
+    assert (largest["first_channels"], largest["last_channels"], largest["downsamplings"]) == (16, 64, 2)
+    # 15 cells x 6 convs + stem + 2 reductions x 3 convs
+    assert largest["n_convs"] == 15 * 6 + 1 + 2 * 3
+
+
+def test_depth_counts_convs_on_the_longest_path(nb201):
+    assert nb201.cell_depth(BEST) == 3  # 0->1->2->3 through three 3x3 convs
+    assert nb201.cell_depth(RESNET) == 0  # node 3 only takes the skip from node 0; node 2 is a dead end
+    assert nb201.cell_depth("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|") == -1
+
+
+def test_graph_encoding(nb201):
+    adjacency, onehot = nb201.graph(BEST)
+    assert adjacency.shape == (8, 8) and onehot.shape == (8, 7)
+    assert onehot.sum(1).tolist() == [1] * 8
+    # input feeds the 3 ops leaving node 0; the 3 ops entering node 3 feed the output
+    assert adjacency[0].sum() == 3 and adjacency[:, 7].sum() == 3
+    # op (0->1) feeds the ops leaving node 1: (1->2) and (1->3)
+    assert adjacency[1].nonzero()[0].tolist() == [3, 5]
+
+
+def test_lhs_covers_every_choice_evenly(nb201):
+    sample = nb201.sample(50, np.random.default_rng(0), method="lhs")
+    vectors = np.stack([nb201.encode(a) for a in sample])
+    for col in vectors.T:
+        assert np.bincount(col, minlength=5).tolist() == [10] * 5
+
+
+def test_sampling_is_seeded(nb201):
+    a = nb201.sample(20, np.random.default_rng(3))
+    assert a == nb201.sample(20, np.random.default_rng(3)) and a != nb201.sample(20, np.random.default_rng(4))
+
+
+def test_mutate_and_crossover(nb201):
+    rng = np.random.default_rng(0)
+    parent = nb201.from_string(BEST)
+    for _ in range(20):
+        assert (nb201.encode(nb201.mutate(parent, rng)) != nb201.encode(parent)).sum() >= 1
+    a, b = ("none",) * 6, ("skip_connect",) * 6
+    c, d = nb201.crossover(a, b, rng)
+    assert all({x, y} == {"none", "skip_connect"} for x, y in zip(c, d))
+
+
+@pytest.mark.parametrize(
+    ("arch", "match"),
+    [
+        (("conv_5x5",) + ("none",) * 5, "Unknown NAS-Bench-201 op 'conv_5x5'; expected one of: none, skip_connect"),
+        (("none",) * 5, "is a sequence of 6 op names"),
+        ("|none~0|+|none~0|+|none~0|none~1|none~2|", "node 2 has 1 inputs; expected 2"),
+        ("|none~0|+|none~0|none~3|+|none~0|none~1|none~2|", "'none~3' is not 'op~input' with input < 2"),
+    ],
+)
+def test_bad_architectures(nb201, arch, match):
+    with pytest.raises(ConfigError, match=match):
+        nb201.encode(arch)
+
+
+def test_bad_vectors_and_tuples(nb201):
+    with pytest.raises(ConfigError, match="encodes an architecture as 6 integers, got shape \\(5,\\)"):
+        nb201.decode([0] * 5)
+    with pytest.raises(ConfigError, match="position 2 must lie in 0..4, got 7"):
+        nb201.decode([0, 0, 7, 0, 0, 0])
+    with pytest.raises(ConfigError, match="An analog-nasbench key is 6 op ids"):
+        nb201.from_anb_tuple((0, 0, 0))
+
+
+# ---------------------------------------------------------------- conformance over the registry
+@pytest.mark.parametrize("name", list_search_spaces())
+def test_space_conformance(name):
+    space = create_search_space(name)
+    rng = np.random.default_rng(0)
+    for arch in space.sample(3, rng) + space.sample(3, rng, method="lhs"):
+        vec = space.encode(arch)
+        assert vec.shape == (space.n_vars,) and space.decode(vec) == arch
+        assert space.from_string(space.to_string(arch)) == arch
+        assert len(space.tokens(arch)) > 0
+        net = space.build(arch, num_classes=7, input_shape=(3, 16, 16))
+        out = net(torch.randn(2, 3, 16, 16))
+        assert out.shape == (2, 7) and torch.isfinite(out).all(), "Output included NaNs"
+        feats = space.features(arch, input_shape=(3, 16, 16), num_classes=7)
+        assert all(np.isfinite(v) for v in feats.values()) and feats["params"] > 0
