@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hwnas fit --config configs/digits_classifier.yaml
+	$(BIN)/hwnas search --config configs/search/nb201_nsga2_lut.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

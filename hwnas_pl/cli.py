@@ -13,12 +13,14 @@ config, e.g. ``dirpath: ${trainer.default_root_dir}/checkpoints``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
@@ -26,11 +28,8 @@ from typing_extensions import override
 import hwnas_pl.datamodules  # noqa: F401  (registers short class names for jsonargparse)
 import hwnas_pl.modules  # noqa: F401
 from hwnas_pl.checkpoint import CheckpointMismatchError
-from hwnas_pl.cli_errors import explain_parse_error
+from hwnas_pl.cli_errors import DEBUG_ENV, ExplainedErrorsMixin
 from hwnas_pl.errors import UserInputError
-
-#: Set to 1 for tracebacks and jsonargparse's full parse report instead of one-sentence errors.
-DEBUG_ENV = "HWNAS_DEBUG"
 
 
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
@@ -52,19 +51,8 @@ def _register_resolvers() -> None:
         register("run_dir", _run_dir)
 
 
-class HWNASArgumentParser(LightningArgumentParser):
+class HWNASArgumentParser(ExplainedErrorsMixin, LightningArgumentParser):
     """LightningCLI's parser whose errors end with one sentence naming the bad key and what was expected."""
-
-    @override
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error or os.environ.get(DEBUG_ENV):
-            super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        known = [a.dest for a in parser._actions] + [s.lstrip("-") for a in parser._actions for s in a.option_strings]
-        prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"tip: `{prog} --help` lists the accepted options; {DEBUG_ENV}=1 shows the full report.\n")
-        sys.stderr.write(f"hwnas: error: {explain_parse_error(message, known)}\n")
-        sys.exit(2)
 
 
 #: Values every DataModule of the package exposes and every model of the package takes.
@@ -84,7 +72,10 @@ class HWNASCLI(LightningCLI):
         parser_kwargs.setdefault("parser_mode", "omegaconf+")
         parser_kwargs.setdefault("allow_abbrev", False)
         parser_kwargs.setdefault(
-            "description", "hwnas: hardware-aware NAS and efficient-inference training on PyTorch Lightning."
+            "description",
+            "hwnas: hardware-aware NAS and efficient-inference training on PyTorch Lightning. Besides the Trainer "
+            "subcommands below: `hwnas search --config configs/search/<name>.yaml` runs a population search, "
+            "`hwnas bench lut --space nasbench201 --device cpu` measures a per-op latency lookup table.",
         )  # a typo must not silently match a longer option
         _register_resolvers()
         kwargs.setdefault("parser_class", HWNASArgumentParser)
@@ -180,13 +171,83 @@ def _user_error(exc: BaseException | None) -> UserInputError | None:
     return None
 
 
+class CommandParser(ExplainedErrorsMixin, ArgumentParser):
+    """jsonargparse parser of the non-Lightning subcommands, with one-sentence errors."""
+
+
+def search_main(args: list[str]) -> None:
+    """``hwnas search``: a population search configured by YAML (see ``configs/search/``)."""
+    from hwnas_pl.search.runner import SearchRunner
+
+    parser = CommandParser(prog="hwnas search", description=SearchRunner.__doc__.splitlines()[0], env_prefix="HWNAS")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config of the search.")
+    parser.add_class_arguments(SearchRunner, as_group=False)
+    parser.add_argument("--resume", type=bool, default=False, help="Continue from output_dir/search_state.pkl.")
+    cfg = parser.parse_args(args)
+    resume = cfg.pop("resume")
+    cfg.pop("config", None)
+    init = parser.instantiate_classes(cfg)
+    runner = SearchRunner(**{name: init[name] for name in inspect.signature(SearchRunner).parameters})
+    result = runner.run(resume=resume)
+    if runner.rank == 0:
+        norm = f", normalized hypervolume {result.normalized_hypervolume:.4f}" if result.normalized_hypervolume else ""
+        print(
+            f"hwnas search finished: {result.n_evaluations} evaluations, {len(result.front)} architectures on the "
+            f"front, hypervolume {result.hypervolume:.4g}{norm}.\n  results: {result.output_dir.resolve()} "
+            "(pareto_front.json, history.csv, pareto_front.png, summary.json)",
+            flush=True,
+        )
+
+
+def bench_main(args: list[str]) -> None:
+    """``hwnas bench lut``: measure a per-op latency lookup table for a space on this machine's device."""
+    parser = CommandParser(prog="hwnas bench", description="Hardware measurements for a search space.")
+    sub = parser.add_subcommands(required=True, dest="what")
+    lut = CommandParser(description="Measure every op a sample of the space uses; save the LUT as JSON.")
+    lut.add_argument("--space", type=str, default="nasbench201", help="Registered search-space name.")
+    lut.add_argument("--device", type=str, default="cpu", help="cpu or cuda:N.")
+    lut.add_argument("--output", type=str, default="lut.json", help="JSON file of the table (extended if present).")
+    lut.add_argument("--batch_size", type=int, default=1)
+    lut.add_argument("--threads", type=int | None, default=None, help="CPU threads (default: torch's setting).")
+    lut.add_argument("--input_shape", type=list[int], default=[3, 32, 32])
+    lut.add_argument("--num_classes", type=int, default=10)
+    lut.add_argument("--samples", type=int, default=200, help="Architectures sampled (LHS); 0 = every one.")
+    lut.add_argument("--repeats", type=int, default=50)
+    lut.add_argument("--seed", type=int, default=0)
+    sub.add_subcommand("lut", lut, help="Build a per-op latency lookup table.")
+    cfg = parser.parse_args(args).lut
+    import json
+
+    import numpy as np
+
+    from hwnas_pl.hardware.lut import LatencyLUT
+    from hwnas_pl.spaces import create_search_space
+
+    space = create_search_space(cfg.space)
+    table = LatencyLUT(space, cfg.output, cfg.device, cfg.batch_size, cfg.threads, cfg.input_shape, cfg.num_classes,
+                       repeats=cfg.repeats)  # fmt: skip
+    archs = space.enumerate() if cfg.samples == 0 else space.sample(cfg.samples, np.random.default_rng(cfg.seed), "lhs")
+    added = table.build_for(archs)
+    path = table.save()
+    print(json.dumps({"lut": str(path.resolve()), "entries": len(table.entries), "added": added, **table.profile}))
+
+
+#: Subcommands that are not Lightning Trainer methods.
+COMMANDS = {"search": search_main, "bench": bench_main}
+
+
 def cli_main(args: ArgsType = None) -> None:
     """Entry point of ``hwnas`` and ``python -m hwnas_pl``.
 
-    Bad user input (:class:`hwnas_pl.errors.UserInputError`, also when jsonargparse wrapped it while instantiating a
-    class) ends with its one-sentence message on stderr and exit code 2; set ``HWNAS_DEBUG=1`` for the traceback.
+    ``search`` and ``bench`` go to their own parsers; the rest is LightningCLI. Bad user input
+    (:class:`hwnas_pl.errors.UserInputError`, also when jsonargparse wrapped it while instantiating a class) ends
+    with its one-sentence message on stderr and exit code 2; set ``HWNAS_DEBUG=1`` for the traceback.
     """
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
     try:
+        if argv and argv[0] in COMMANDS:
+            COMMANDS[argv[0]](argv[1:])
+            return
         cli = HWNASCLI(args=args)
         _finish_wandb_runs(cli)
     except Exception as exc:

@@ -9,8 +9,14 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import re
+import sys
 from collections.abc import Iterable
+from typing import NoReturn
+
+#: Set to 1 for tracebacks and jsonargparse's full parse report instead of one-sentence errors.
+DEBUG_ENV = "HWNAS_DEBUG"
 
 _OPTION = re.compile(r"Option '([^']+)' is not accepted(?:\. Got value: Namespace\(class_path='([^']+)')?")
 _CLASS_PATH = re.compile(r"class_path '([^']+)'")
@@ -123,3 +129,17 @@ def explain_parse_error(message: str, known_keys: Iterable[str] = ()) -> str:
         return f"Config key '{key}' got {m.group(2).strip()!r}; expected a value of type {m.group(1)}."
     first = next((line.strip() for line in message.splitlines() if line.strip()), message)
     return first if first.endswith(".") else first + "."
+
+
+class ExplainedErrorsMixin:
+    """Mixin for jsonargparse parsers: errors end with one sentence naming the bad key and what was expected."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get(DEBUG_ENV):
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        known = [a.dest for a in parser._actions] + [s.lstrip("-") for a in parser._actions for s in a.option_strings]
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"tip: `{prog} --help` lists the accepted options; {DEBUG_ENV}=1 shows the full report.\n")
+        sys.stderr.write(f"hwnas: error: {explain_parse_error(message, known)}\n")
+        sys.exit(2)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

@@ -8,19 +8,37 @@ the ``_``-prefixed hooks and :meth:`build`; the public methods validate their in
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.registry import Registry
 
 Arch = Hashable
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op of a network as a per-op latency lookup table sees it.
+
+    Attributes:
+        key: identifies the op, its configuration and its input shape (equal keys have equal latency).
+        build: makes the op as a standalone module.
+        input_shape: shape of one input sample (without batch dimension).
+    """
+
+    key: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
 
 
 class SearchSpace(ABC):
@@ -186,6 +204,30 @@ class SearchSpace(ABC):
             index, d = divmod(index, card)
             digits.append(d)
         return self._decode(np.asarray(digits[::-1]))
+
+    def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
+        """The ops whose latencies add up to the network's, one entry per executed op (PRP-NAS §3.3 LUT).
+
+        Default: every leaf module of the built network, found with forward hooks, keyed by its description and
+        input shape. Spaces override this with a symbolic version that needs no network.
+        """
+        net = self.build(self.validate(arch), num_classes, input_shape).eval()
+        seen: list[OpSpec] = []
+
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            shape = tuple(int(s) for s in inputs[0].shape[1:])
+            key = f"{' '.join(repr(module).split())}@{'x'.join(map(str, shape))}"
+            seen.append(OpSpec(key, lambda m=module: copy.deepcopy(m), shape))
+
+        leaves = [m for m in net.modules() if not list(m.children())]
+        handles = [m.register_forward_pre_hook(hook) for m in leaves]
+        try:
+            with torch.no_grad():
+                net(torch.zeros(1, *input_shape))
+        finally:
+            for h in handles:
+                h.remove()
+        return seen
 
     def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
         """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), counted on the built network.

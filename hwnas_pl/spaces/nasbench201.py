@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import SearchSpace, register_search_space
+from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: Edges (from node, to node) in NAS-Bench-201's string order.
@@ -73,6 +73,17 @@ class NB201Cell(nn.Module):
             inputs = [op(nodes[i]) for (i, to), op in zip(self.edges, self.ops) if to == j]
             nodes.append(torch.stack(inputs).sum(0) if inputs else torch.zeros_like(x))
         return nodes[3]
+
+
+class NodeSum(nn.Module):
+    """Sum of ``k`` tensors as a cell node computes it; standalone, it sums ``k`` copies of its input (LUT timing)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x] * self.k).sum(0) if self.k else torch.zeros_like(x)
 
 
 class ResidualReduction(nn.Module):
@@ -200,6 +211,15 @@ class NASBench201Space(SearchSpace):
             arch[ours] = ANB_OPS[key[anb_pos]]
         return tuple(arch)
 
+    def anb_indices(self, keys: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Enumeration indices of many ``analog-nasbench`` tuples at once (rows of ``keys``), vectorised."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1, len(ANB_EDGES))
+        if keys.size and (keys.min() < 0 or keys.max() >= len(ANB_OPS)):
+            raise ConfigError(f"analog-nasbench op ids lie in 0..{len(ANB_OPS) - 1}.")
+        ours = np.empty_like(keys)
+        ours[:, _ANB_FROM_EDGE] = np.asarray([OPS.index(op) for op in ANB_OPS])[keys]
+        return ours @ (len(OPS) ** np.arange(len(EDGES) - 1, -1, -1))
+
     def tokens(self, arch: Any) -> list[str]:
         return list(self.validate(arch))
 
@@ -211,7 +231,7 @@ class NASBench201Space(SearchSpace):
         for k, (i, j) in enumerate(EDGES):
             if i == 0:
                 adjacency[0, k + 1] = 1
-            for m, (i2, j2) in enumerate(EDGES):
+            for m, (_, j2) in enumerate(EDGES):
                 if j2 == i:
                     adjacency[m + 1, k + 1] = 1
             if j == 3:
@@ -234,6 +254,37 @@ class NASBench201Space(SearchSpace):
     def depth(self, arch: Any) -> int:
         """Stem + cells' longest conv paths + 2 convs per reduction + classifier."""
         return 1 + 3 * self.cells * max(self.cell_depth(arch), 0) + 2 * 2 + 1
+
+    def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
+        """Stem, every cell op and node sum, the reductions and the head, with their input shapes (no network)."""
+        arch = self.validate(arch)
+        c_in, h, w = (int(s) for s in input_shape)
+        c = self.channels
+        ops = [
+            OpSpec(
+                f"stem:{c_in}-{c}@{c_in}x{h}x{w}",
+                lambda: nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)),
+                (c_in, h, w),
+            )
+        ]
+        fan_in = [sum(1 for (i, to), op in zip(EDGES, arch) if to == j and op != "none") for j in (1, 2, 3)]
+        for stage in range(3):
+            if stage:
+                ops.append(
+                    OpSpec(f"reduction:{c}-{2 * c}@{c}x{h}x{w}", lambda c=c: ResidualReduction(c, 2 * c), (c, h, w))
+                )
+                c, h, w = 2 * c, (h + 1) // 2, (w + 1) // 2
+            shape = (c, h, w)
+            cell = [
+                OpSpec(f"{op}:{c}@{c}x{h}x{w}", lambda op=op, c=c: make_op(op, c), shape) for op in arch if op != "none"
+            ]
+            cell += [OpSpec(f"sum{k}@{c}x{h}x{w}", lambda k=k: NodeSum(k), shape) for k in fan_in if k != 1]
+            ops.extend(cell * self.cells)
+        head = lambda c=c: nn.Sequential(  # noqa: E731
+            nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)
+        )
+        ops.append(OpSpec(f"head:{c}-{num_classes}@{c}x{h}x{w}", head, (c, h, w)))
+        return ops
 
     def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
         arch = self.validate(arch)

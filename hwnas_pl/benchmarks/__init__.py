@@ -1,0 +1,1 @@
+"""Tabular benchmarks: every architecture of a space with its measured metrics."""

@@ -1,0 +1,167 @@
+"""The one cost-model interface every search uses, and the cost models that need no measurement.
+
+A cost model maps a batch of architectures of one space to named arrays: ``evaluate(archs) -> {"latency_ms":
+array, ...}`` (pymoo's ``Problem._evaluate`` habit: batched by default). Each metric has a direction in
+:attr:`CostModel.directions` (``"min"`` for costs, ``"max"`` for accuracies), so searches build objectives without
+sign mistakes. Subclasses fill ``out`` in ``_evaluate``; the public :meth:`CostModel.evaluate` validates the
+architectures and the arrays.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.registry import Registry
+from hwnas_pl.spaces.base import SearchSpace
+
+COST_MODELS: Registry[CostModel] = Registry("cost model")
+
+
+def register_cost_model(name: str):
+    """Class decorator registering a cost model under ``name``."""
+    return COST_MODELS.register(name)
+
+
+def list_cost_models() -> list[str]:
+    """Registered cost-model names."""
+    return COST_MODELS.names()
+
+
+class CostModel(ABC):
+    """Base class: ``evaluate(archs)`` returns one array per metric, of length ``len(archs)``.
+
+    Args:
+        space: the search space whose architectures are evaluated.
+    """
+
+    #: metric name -> "min" or "max"
+    directions: Mapping[str, str] = {}
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Names of the arrays :meth:`evaluate` returns."""
+        return tuple(self.directions)
+
+    # ------------------------------------------------------------------ TO BE OVERWRITTEN
+    @abstractmethod
+    def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
+        """Fill ``out[metric]`` with one value per architecture."""
+
+    # ------------------------------------------------------------------ public API
+    def evaluate(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Metrics of ``archs`` (strings, op tuples or the space's values), one float array per metric.
+
+        Raises:
+            ConfigError: when an architecture is not of the space, or a metric comes back with the wrong length.
+        """
+        archs = [self.space.validate(a) for a in archs]
+        out: dict[str, np.ndarray] = {}
+        self._evaluate(archs, out)
+        for name in self.metrics:
+            values = np.asarray(out.get(name), dtype=float)
+            if values.shape != (len(archs),):
+                raise ConfigError(
+                    f"{type(self).__name__} returned {values.shape} values of '{name}' for {len(archs)} architectures; "
+                    "expected one per architecture."
+                )
+            out[name] = values
+        return out
+
+
+@register_cost_model("analytic")
+class AnalyticCostModel(CostModel):
+    r"""Exact ``flops``, ``macs``, ``params`` and ``memory_mb`` (float32 weights) for one input sample.
+
+    See :mod:`hwnas_pl.hardware.analytic` for what is counted: :math:`\mathrm{FLOPs} = 2\,\mathrm{MACs}` of the
+    convolutions and linear layers.
+
+    Args:
+        space: the search space.
+        input_shape: (channels, height, width) of one input.
+        num_classes: classifier outputs.
+    """
+
+    directions = {"flops": "min", "macs": "min", "params": "min", "memory_mb": "min"}
+
+    def __init__(self, space: SearchSpace, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> None:
+        super().__init__(space)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = num_classes
+        self._cache: dict[Any, tuple[float, float]] = {}
+
+    def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
+        from hwnas_pl.hardware.analytic import count_network
+
+        for arch in archs:
+            if arch not in self._cache:
+                counts = count_network(self.space.build(arch, self.num_classes, self.input_shape), self.input_shape)
+                self._cache[arch] = (float(counts.macs), float(counts.params))
+        macs = np.array([self._cache[a][0] for a in archs])
+        params = np.array([self._cache[a][1] for a in archs])
+        out.update(macs=macs, flops=2 * macs, params=params, memory_mb=params * 4 / 2**20)
+
+
+@register_cost_model("table")
+class TableCostModel(CostModel):
+    """Per-architecture metrics from a user's CSV or JSON file, so published device tables plug in.
+
+    CSV: a header row with an ``arch`` column (the space's string) and one column per metric. JSON: a list of
+    objects with ``arch`` and the metric keys, as ``pareto_front.json`` files are written.
+
+    Args:
+        space: the search space the strings belong to.
+        path: the table file.
+        directions: metric -> ``"min"``/``"max"`` for the columns to use (default: every column, minimised).
+    """
+
+    def __init__(self, space: SearchSpace, path: str | Path, directions: Mapping[str, str] | None = None) -> None:
+        super().__init__(space)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserInputError(
+                f"Cost table '{self.path}' does not exist; expected a CSV or JSON file with an 'arch' column."
+            )
+        rows = self._read_rows()
+        if not rows or "arch" not in rows[0]:
+            raise UserInputError(
+                f"Cost table '{self.path}' has no 'arch' column; expected one naming each architecture."
+            )
+        columns = [k for k in rows[0] if k != "arch"]
+        self.directions = dict(directions) if directions else {c: "min" for c in columns}
+        missing = [m for m in self.directions if m not in columns]
+        if missing:
+            raise ConfigError(f"Cost table '{self.path}' has no column '{missing[0]}'; its columns are {columns}.")
+        self._values: dict[Any, dict[str, float]] = {}
+        for line, row in enumerate(rows, start=2):
+            arch = space.validate(str(row["arch"]))
+            try:
+                self._values[arch] = {m: float(row[m]) for m in self.directions}
+            except (TypeError, ValueError):
+                raise UserInputError(
+                    f"Cost table '{self.path}' row {line} holds a value that is not a number."
+                ) from None
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        if self.path.suffix.lower() == ".json":
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, list) else []
+        with self.path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
+        for arch in archs:
+            if arch not in self._values:
+                raise ConfigError(f"Cost table '{self.path}' has no row for {self.space.to_string(arch)}.")
+        for metric in self.directions:
+            out[metric] = np.array([self._values[a][metric] for a in archs])

@@ -1,0 +1,1 @@
+"""Population searches (ask/tell strategies) and the runner behind `hwnas search`."""
