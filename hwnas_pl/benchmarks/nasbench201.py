@@ -193,7 +193,8 @@ class NASBench201TableModel(CostModel):
 
     def __init__(self, space: SearchSpace, metrics: Sequence[str] = ("baseline_acc",), path: str | None = None) -> None:
         if not isinstance(space, NASBench201Space):
-            raise ConfigError(f"The NAS-Bench-201 table answers for the nasbench201 space only, not '{space.name}'.")
+            name = getattr(space, "name", type(space).__name__)
+            raise ConfigError(f"The NAS-Bench-201 table answers for the nasbench201 space only, not '{name}'.")
         super().__init__(space)
         self.table = _load_table(path)
         for m in metrics:

@@ -240,9 +240,8 @@ class SearchRunner:
                 run.log({"search/evaluations": len(self.history), "search/hypervolume": self._history_hv()})
         if bar is not None:
             bar.close()
-        result = self._write_outputs(time.perf_counter() - start, run)
-        self.save_state()
-        return result
+        # search_state.pkl stays at the last completed generation: a resumed run asks exactly what this one would have
+        return self._write_outputs(time.perf_counter() - start, run)
 
     # ------------------------------------------------------------------ outputs
     def _progress_bar(self):

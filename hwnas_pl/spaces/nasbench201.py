@@ -263,7 +263,7 @@ class NASBench201Space(SearchSpace):
         ops = [
             OpSpec(
                 f"stem:{c_in}-{c}@{c_in}x{h}x{w}",
-                lambda: nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)),
+                lambda c_in=c_in, c=c: nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)),
                 (c_in, h, w),
             )
         ]

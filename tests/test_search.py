@@ -1,0 +1,173 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CONFIGS, REPO, hwnas_env
+
+from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
+from hwnas_pl.cli import cli_main
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.hardware.cost_model import AnalyticCostModel
+from hwnas_pl.pareto import is_non_dominated
+from hwnas_pl.search.runner import SearchRunner
+from hwnas_pl.search.strategies import NSGA2Search, RandomSearch
+from hwnas_pl.spaces import NASBench201Space
+
+OBJECTIVES = {"baseline_acc": "max", "params": "min"}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return NASBench201Space()
+
+
+@pytest.fixture(scope="module")
+def evaluators(space):
+    return [NASBench201TableModel(space), AnalyticCostModel(space)]
+
+
+def run(space, evaluators, tmp_path, strategy="nsga2", budget=200, seed=0, resume=False, **kw):
+    strat = NSGA2Search(space, 50) if strategy == "nsga2" else RandomSearch(space, 50)
+    runner = SearchRunner(space, strat, evaluators, OBJECTIVES, budget, str(tmp_path), seed, progress=False, **kw)
+    return runner, runner.run(resume=resume)
+
+
+def test_outputs_and_budget(space, evaluators, tmp_path):
+    runner, result = run(space, evaluators, tmp_path, budget=130)
+    assert result.n_evaluations == 130 == len(runner.history)  # never more than the budget
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert len(rows) == 130 and len({r["arch"] for r in rows}) == 130
+    assert set(rows[0]) == {"eval", "generation", "arch", "baseline_acc", "params", "macs", "flops", "memory_mb"}
+    front = json.loads((tmp_path / "pareto_front.json").read_text())
+    assert front and all(set(p) == {"arch", "baseline_acc", "params"} for p in front)
+    # the front is exactly the non-dominated subset of everything evaluated
+    F = np.array([[float(r["baseline_acc"]), float(r["params"])] for r in rows])
+    expected = {rows[i]["arch"] for i in np.flatnonzero(is_non_dominated(F, ["max", "min"]))}
+    assert {p["arch"] for p in front} == expected
+    assert (tmp_path / "pareto_front.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_evaluations"] == 130 and summary["hypervolume"] > 0
+
+
+def test_same_seed_same_front_other_seed_other_front(space, evaluators, tmp_path):
+    fronts = [
+        [p["arch"] for p in run(space, evaluators, tmp_path / f"r{i}", seed=seed)[1].front]
+        for i, seed in enumerate((1, 1, 2))
+    ]
+    assert fronts[0] == fronts[1] and fronts[0] != fronts[2]
+
+
+def test_nsga2_beats_random_and_nears_the_exact_front(space, evaluators, tmp_path):
+    _, nsga = run(space, evaluators, tmp_path / "n", budget=500, reference_front=True)
+    _, rand = run(space, evaluators, tmp_path / "r", "random", budget=500, reference_front=True)
+    assert nsga.normalized_hypervolume >= 0.99
+    assert nsga.normalized_hypervolume >= rand.normalized_hypervolume
+
+
+def test_resume_continues_exactly(space, evaluators, tmp_path):
+    """A run stopped at 120 evaluations and resumed to 260 evaluates what an uninterrupted 260-run does."""
+    full, _ = run(space, evaluators, tmp_path / "full", budget=260)
+    run(space, evaluators, tmp_path / "part", budget=120)
+    resumed, _ = run(space, evaluators, tmp_path / "part", budget=260, resume=True)
+    assert [h["arch"] for h in resumed.history] == [h["arch"] for h in full.history]
+
+
+def test_resume_errors(space, evaluators, tmp_path):
+    with pytest.raises(UserInputError, match="Cannot resume: '.*search_state.pkl' does not exist"):
+        run(space, evaluators, tmp_path / "none", resume=True)
+    run(space, evaluators, tmp_path / "a", budget=60)
+    runner = SearchRunner(space, NSGA2Search(space), evaluators, {"baseline_acc": "max"}, 100, str(tmp_path / "a"))
+    with pytest.raises(UserInputError, match=r"with objectives \{'baseline_acc': 'max', 'params': 'min'\}"):
+        runner.run(resume=True)
+
+
+def test_unknown_objective(space, evaluators):
+    with pytest.raises(ConfigError, match="Objective 'latency_ms' is not computed by any evaluator; expected one of"):
+        SearchRunner(space, NSGA2Search(space), evaluators, {"latency_ms": "min"})
+
+
+def test_table_refuses_other_spaces():
+    class OtherSpace:
+        name = "mbconv"
+
+    with pytest.raises(ConfigError, match="answers for the nasbench201 space only, not 'mbconv'"):
+        NASBench201TableModel(OtherSpace())
+
+
+SMALL = """
+space: {class_path: NASBench201Space}
+strategy: {class_path: hwnas_pl.search.strategies.NSGA2Search, init_args: {batch_size: 20}}
+evaluators:
+  - {class_path: hwnas_pl.benchmarks.nasbench201.NASBench201TableModel}
+  - {class_path: hwnas_pl.hardware.cost_model.AnalyticCostModel}
+objectives: {baseline_acc: max, params: min}
+max_evaluations: 60
+output_dir: out
+progress: false
+"""
+
+
+def test_cli_search_and_its_errors(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(SMALL)
+    cli_main(["search", "--config", str(tmp_path / "s.yaml")])
+    out = capsys.readouterr().out
+    assert "hwnas search finished: 60 evaluations" in out and (tmp_path / "out" / "pareto_front.json").is_file()
+    with pytest.raises(SystemExit):
+        cli_main(["search", "--config", str(tmp_path / "s.yaml"), "--objectives", "{energy: min}"])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("hwnas: error: Objective 'energy' is not computed by any evaluator")
+    )
+    with pytest.raises(SystemExit):
+        cli_main(["search", "--config", str(tmp_path / "s.yaml"), "--max_evaluationz", "5"])
+    assert capsys.readouterr().err.strip().endswith("Did you mean 'max_evaluations'?")
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "search").glob("*.yaml")), ids=lambda p: p.name)
+def test_search_configs_parse(path, tmp_path):
+    from jsonargparse import ActionConfigFile
+
+    from hwnas_pl.cli import CommandParser
+
+    parser = CommandParser()
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(SearchRunner, as_group=False)
+    cfg = parser.parse_args(["--config", str(path), "--output_dir", str(tmp_path)])
+    assert cfg.max_evaluations > 0 and cfg.objectives
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_evaluation_is_sharded_over_two_gloo_ranks(tmp_path):
+    config = (
+        SMALL.replace("output_dir: out", f"output_dir: {tmp_path / 'ddp'}")
+        .replace(
+            "  - {class_path: hwnas_pl.hardware.cost_model.AnalyticCostModel}",
+            f"  - {{class_path: rank_counting.RankRecordingCost, init_args: {{log_dir: {tmp_path / 'ranks'}}}}}",
+        )
+        .replace("params: min", "n_conv: min")
+    )
+    (tmp_path / "s.yaml").write_text(config)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "hwnas_pl", "search", "--config", str(tmp_path / "s.yaml")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    per_rank = [set(map(json.loads, (tmp_path / "ranks" / f"rank{r}.jsonl").read_text().split())) for r in (0, 1)]
+    history = {r["arch"] for r in csv.DictReader((tmp_path / "ddp" / "history.csv").open())}
+    assert per_rank[0] and per_rank[1] and not per_rank[0] & per_rank[1]  # each architecture evaluated once
+    assert per_rank[0] | per_rank[1] >= history and len(history) == 60
+    assert proc.stdout.count("hwnas search finished") == 1  # rank 0 reports
+    # the same search in one process finds the same front
+    single = config.replace(str(tmp_path / "ddp"), str(tmp_path / "single")).replace("/ranks", "/ranks1")
+    (tmp_path / "s1.yaml").write_text(single)
+    subprocess.run([sys.executable, "-m", "hwnas_pl", "search", "--config", str(tmp_path / "s1.yaml")], cwd=tmp_path,
+                   env={**hwnas_env(), "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+                   check=True, capture_output=True)  # fmt: skip
+    fronts = [json.loads((tmp_path / d / "pareto_front.json").read_text()) for d in ("ddp", "single")]
+    assert fronts[0] == fronts[1]
