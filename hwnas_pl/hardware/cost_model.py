@@ -101,22 +101,10 @@ class AnalyticCostModel(CostModel):
         super().__init__(space)
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = num_classes
-        self._per_op: dict[str, tuple[float, float]] = {}
-
-    def _counts(self, arch: Any) -> tuple[float, float]:
-        """(MACs, params) as the sum over the architecture's ops, each op counted once per distinct key."""
-        from hwnas_pl.hardware.analytic import count_network
-
-        macs = params = 0.0
-        for op in self.space.latency_ops(arch, self.num_classes, self.input_shape):
-            if op.key not in self._per_op:
-                counts = count_network(op.build(), op.input_shape)
-                self._per_op[op.key] = (float(counts.macs), float(counts.params))
-            macs, params = macs + self._per_op[op.key][0], params + self._per_op[op.key][1]
-        return macs, params
 
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
-        counts = np.array([self._counts(a) for a in archs]).reshape(-1, 2)
+        counts = [self.space.count(a, self.num_classes, self.input_shape) for a in archs]
+        counts = np.array([(c.macs, c.params) for c in counts], dtype=float).reshape(-1, 2)
         macs, params = counts[:, 0], counts[:, 1]
         out.update(macs=macs, flops=2 * macs, params=params, memory_mb=params * 4 / 2**20)
 

@@ -229,6 +229,27 @@ class SearchSpace(ABC):
                 h.remove()
         return seen
 
+    def count(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)):
+        """MACs, parameters and executed layers of ``arch`` (:class:`~hwnas_pl.hardware.analytic.NetworkCounts`).
+
+        Counted op by op over :meth:`latency_ops`, each distinct op once per space instance, so counting many
+        architectures costs little more than their op lists.
+        """
+        from hwnas_pl.hardware.analytic import NetworkCounts, count_network
+
+        cache = self.__dict__.setdefault("_op_counts", {})
+        shape = tuple(int(s) for s in input_shape)
+        total = NetworkCounts(macs=0, params=0, spatial_sizes=[shape[-2]])
+        for op in self.latency_ops(self.validate(arch), num_classes, shape):
+            if op.key not in cache:
+                cache[op.key] = count_network(op.build(), op.input_shape)
+            part = cache[op.key]
+            total.macs += part.macs
+            total.params += part.params
+            total.layers.extend(part.layers)
+            total.spatial_sizes.extend(part.spatial_sizes[1:])
+        return total
+
     def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
         """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), counted on the built network.
 
@@ -237,10 +258,8 @@ class SearchSpace(ABC):
         ``first_channels``/``last_channels`` (output channels of the first and last convolution) and
         ``downsamplings`` (how many times the feature map shrinks).
         """
-        from hwnas_pl.hardware.analytic import count_network
-
         arch = self.validate(arch)
-        counts = count_network(self.build(arch, num_classes, input_shape), input_shape)
+        counts = self.count(arch, num_classes, input_shape)
         return {
             "flops": float(counts.flops),
             "params": float(counts.params),
