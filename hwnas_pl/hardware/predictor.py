@@ -120,6 +120,6 @@ class FeaturePredictor(CostModel):
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
         if self.estimator is None:
             raise ConfigError(
-                f"The {self.model} predictor of {self.metric} is not trained; call fit() or give the path of a saved one."
+                f"The {self.model} predictor of {self.metric} is not trained; call fit() or give a saved one's path."
             )
         out[self.metric] = np.asarray(self.estimator.predict(self.feature_matrix(archs)), dtype=float)
