@@ -127,3 +127,30 @@ def test_space_conformance(name):
         assert out.shape == (2, 7) and torch.isfinite(out).all(), "Output included NaNs"
         feats = space.features(arch, input_shape=(3, 16, 16), num_classes=7)
         assert all(np.isfinite(v) for v in feats.values()) and feats["params"] > 0
+
+
+# ---------------------------------------------------------------- MBConv
+def test_mbconv_skip_only_where_the_shape_is_kept():
+    from hwnas_pl.spaces import MBConvSpace
+
+    space = MBConvSpace("cifar")
+    # first layer of each of the 6 stages changes channels or stride: 6 choices; the other 15 also allow skip
+    assert space.cardinalities.count(6) == 6 and space.cardinalities.count(7) == 15
+    assert space.size() == 6**6 * 7**15
+    with pytest.raises(ConfigError, match="Unknown choice 'skip' for MBConv layer 0; expected one of: mb_k3_e3"):
+        space.encode(("skip",) + ("mb_k3_e3",) * 20)
+
+
+def test_mbconv_counts_by_op_equal_the_network():
+    from hwnas_pl.hardware.analytic import count_network
+    from hwnas_pl.spaces import MBConvSpace
+
+    for skeleton, shape in (("cifar", (3, 32, 32)), ("imagenet", (3, 224, 224))):
+        space = MBConvSpace(skeleton)
+        arch = space.sample(1, np.random.default_rng(1))[0]
+        by_op, whole = space.count(arch, 1000, shape), count_network(space.build(arch, 1000, shape), shape)
+        assert (by_op.macs, by_op.params) == (whole.macs, whole.params)
+    # a single MBConv k3 e6 16->24, stride 1 on 8x8: expand 16*96, depthwise 96*9, project 96*24 per position
+    from hwnas_pl.spaces.mbconv import MBConv
+
+    assert count_network(MBConv(16, 24, 3, 6, 1), (16, 8, 8)).macs == 64 * (16 * 96 + 96 * 9 + 96 * 24)

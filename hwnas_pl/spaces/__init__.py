@@ -1,6 +1,14 @@
 """Search spaces: one abstraction (:class:`SearchSpace`) serves the supernet, surrogates, searches and tables."""
 
 from hwnas_pl.spaces.base import SearchSpace, create_search_space, list_search_spaces, register_search_space
+from hwnas_pl.spaces.mbconv import MBConvSpace
 from hwnas_pl.spaces.nasbench201 import NASBench201Space
 
-__all__ = ["NASBench201Space", "SearchSpace", "create_search_space", "list_search_spaces", "register_search_space"]
+__all__ = [
+    "MBConvSpace",
+    "NASBench201Space",
+    "SearchSpace",
+    "create_search_space",
+    "list_search_spaces",
+    "register_search_space",
+]
