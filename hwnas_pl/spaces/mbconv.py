@@ -126,7 +126,8 @@ class MBConvSpace(SearchSpace):
     def _validate(self, arch: Any) -> tuple[str, ...]:
         if not isinstance(arch, (tuple, list)) or len(arch) != len(self.layers):
             raise ConfigError(
-                f"An MBConv ({self.skeleton}) architecture is a sequence of {len(self.layers)} layer choices, got {arch!r}."
+                f"An MBConv ({self.skeleton}) architecture is a sequence of {len(self.layers)} layer choices, "
+                f"got {arch!r}."
             )
         for i, choice in enumerate(arch):
             if choice not in self.choices(i):
