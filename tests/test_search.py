@@ -171,3 +171,19 @@ def test_evaluation_is_sharded_over_two_gloo_ranks(tmp_path):
                    check=True, capture_output=True)  # fmt: skip
     fronts = [json.loads((tmp_path / d / "pareto_front.json").read_text()) for d in ("ddp", "single")]
     assert fronts[0] == fronts[1]
+
+
+def test_bench_lut_command(tmp_path, capsys):
+    out = tmp_path / "lut.json"
+    args = ["bench", "lut", "--samples", "3", "--repeats", "2", "--threads", "1", "--output", str(out)]
+    cli_main(args)
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["entries"] == len(json.loads(out.read_text())["entries"]) > 10 and report["threads"] == 1
+    with pytest.raises(SystemExit):
+        cli_main([*args, "--batch_size", "4"])
+    assert "was measured for another device profile (batch_size: 1 in the file, 4 here)" in capsys.readouterr().err
+
+
+def test_help_names_the_search_commands():
+    out = subprocess.run([sys.executable, "-m", "hwnas_pl", "--help"], capture_output=True, text=True).stdout
+    assert "hwnas search --config" in " ".join(out.split()) and "hwnas bench lut" in " ".join(out.split())

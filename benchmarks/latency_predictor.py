@@ -1,0 +1,46 @@
+"""XGBoost and MLP latency predictors from architecture features, on measured NAS-Bench-201 latencies (this CPU).
+
+Prints one JSON object: RMSE (ms) and Kendall tau-b on held-out networks for each regressor, and the LUT's tau on
+the same held-out networks for comparison.
+
+    python benchmarks/latency_predictor.py --n 300 --threads 1
+"""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from hwnas_pl.hardware.latency import MeasuredLatencyModel
+from hwnas_pl.hardware.lut import LatencyLUT
+from hwnas_pl.hardware.predictor import FeaturePredictor
+from hwnas_pl.pareto import kendall_tau
+from hwnas_pl.spaces import NASBench201Space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--test_fraction", type=float, default=0.3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    space = NASBench201Space()
+    archs = space.sample(args.n, np.random.default_rng(args.seed), "lhs")
+    y = MeasuredLatencyModel(space, threads=args.threads, repeats=args.repeats).evaluate(archs)["latency_ms"]
+    n_test = int(round(args.n * args.test_fraction))
+    train, test = slice(0, args.n - n_test), slice(args.n - n_test, args.n)
+    result = {"benchmark": "latency_predictor", "n_train": args.n - n_test, "n_test": n_test}
+    for model in ("xgboost", "mlp"):
+        predictor = FeaturePredictor(space, "latency_ms", model, seed=args.seed).fit(archs[train], y[train])
+        result[model] = predictor.score(archs[test], y[test])
+    lut = LatencyLUT(space, None, threads=args.threads, repeats=args.repeats).evaluate(archs[test])["latency_ms"]
+    result["lut"] = {"kendall_tau": kendall_tau(lut, y[test])}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
