@@ -17,6 +17,8 @@ from hwnas_pl.errors import ConfigError
 from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
 from hwnas_pl.spaces.base import SearchSpace
 
+STATISTICS = ("median", "min")
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -25,7 +27,14 @@ class LatencyStats:
     median_ms: float
     iqr_ms: float
     mean_ms: float
+    min_ms: float
     repeats: int
+
+    def get(self, statistic: str) -> float:
+        """``median`` (default everywhere) or ``min`` (robust to interference on a shared machine)."""
+        if statistic not in STATISTICS:
+            raise ConfigError(f"Unknown latency statistic '{statistic}'; expected one of: {', '.join(STATISTICS)}.")
+        return self.median_ms if statistic == "median" else self.min_ms
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -101,7 +110,7 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int = 5, repe
         sync(device)
         times[r] = (time.perf_counter() - start) * 1e3
     q1, median, q3 = np.percentile(times, [25, 50, 75])
-    return LatencyStats(float(median), float(q3 - q1), float(times.mean()), repeats)
+    return LatencyStats(float(median), float(q3 - q1), float(times.mean()), float(times.min()), repeats)
 
 
 def measure_module(
@@ -123,17 +132,18 @@ def measure_module(
 
 @register_cost_model("measured")
 class MeasuredLatencyModel(CostModel):
-    """End-to-end latency of each built network, measured on ``device``: ``latency_ms`` (median), ``latency_iqr_ms``.
+    """End-to-end latency of each built network, measured on ``device``: ``latency_ms`` and ``latency_iqr_ms``.
 
     Args:
         space: the search space.
         device: ``"cpu"`` or ``"cuda:N"``.
         batch_size: inference batch size.
         warmup: untimed calls before timing.
-        repeats: timed calls; the median is reported.
+        repeats: timed calls.
         threads: CPU threads during the measurement (default: torch's current setting).
         input_shape: (channels, height, width) of one input.
         num_classes: classifier outputs.
+        statistic: ``latency_ms`` is the ``"median"`` or the ``"min"`` of the timed calls.
     """
 
     directions = {"latency_ms": "min", "latency_iqr_ms": "min"}
@@ -148,8 +158,11 @@ class MeasuredLatencyModel(CostModel):
         threads: int | None = None,
         input_shape: Sequence[int] = (3, 32, 32),
         num_classes: int = 10,
+        statistic: str = "median",
     ) -> None:
         super().__init__(space)
+        LatencyStats(0, 0, 0, 0, 1).get(statistic)  # validates the name
+        self.statistic = statistic
         self.device = resolve_device(device)
         self.batch_size, self.warmup, self.repeats, self.threads = batch_size, warmup, repeats, threads
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
@@ -167,5 +180,5 @@ class MeasuredLatencyModel(CostModel):
             )
             for a in archs
         ]
-        out["latency_ms"] = np.array([s.median_ms for s in stats])
+        out["latency_ms"] = np.array([s.get(self.statistic) for s in stats])
         out["latency_iqr_ms"] = np.array([s.iqr_ms for s in stats])

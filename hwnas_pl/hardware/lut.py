@@ -20,7 +20,7 @@ import torch
 
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
-from hwnas_pl.hardware.latency import device_profile, fixed_threads, resolve_device, time_call
+from hwnas_pl.hardware.latency import LatencyStats, device_profile, fixed_threads, resolve_device, time_call
 from hwnas_pl.spaces.base import OpSpec, SearchSpace
 
 LUT_FORMAT = 1
@@ -50,6 +50,7 @@ class LatencyLUT(CostModel):
         warmup: untimed calls per op.
         repeats: timed calls per op (median).
         strict: if True, an op missing from the table is an error instead of being measured.
+        statistic: each entry is the ``"median"`` or the ``"min"`` of its timed calls.
     """
 
     directions = {"latency_ms": "min"}
@@ -66,14 +67,17 @@ class LatencyLUT(CostModel):
         warmup: int = 10,
         repeats: int = 50,
         strict: bool = False,
+        statistic: str = "median",
     ) -> None:
         super().__init__(space)
+        LatencyStats(0, 0, 0, 0, 1).get(statistic)  # validates the name
         self.path = Path(path) if path is not None else None
         self.device = resolve_device(device)
         self.batch_size, self.threads = batch_size, threads
         self.input_shape, self.num_classes = tuple(int(s) for s in input_shape), num_classes
         self.warmup, self.repeats, self.strict = warmup, repeats, strict
-        self.profile = {**device_profile(self.device, batch_size, threads), "space": space.name}
+        self.profile = {**device_profile(self.device, batch_size, threads), "space": space.name, "statistic": statistic}
+        self.statistic = statistic
         self.entries: dict[str, float] = {}
         if self.path is not None and self.path.is_file():
             self.load(self.path)
@@ -127,9 +131,8 @@ class LatencyLUT(CostModel):
             for key, op in todo.items():
                 module = op.build().to(self.device).eval()
                 x = torch.randn(self.batch_size, *op.input_shape, device=self.device)
-                self.entries[key] = time_call(
-                    lambda m=module, x=x: m(x), self.device, self.warmup, self.repeats
-                ).median_ms
+                stats = time_call(lambda m=module, x=x: m(x), self.device, self.warmup, self.repeats)
+                self.entries[key] = stats.get(self.statistic)
         if todo and self.path is not None:
             self.save()
         return len(todo)
