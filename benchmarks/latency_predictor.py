@@ -3,7 +3,7 @@
 Prints one JSON object: RMSE (ms) and Kendall tau-b on held-out networks for each regressor, and the LUT's tau on
 the same held-out networks for comparison.
 
-    python benchmarks/latency_predictor.py --n 300 --threads 1
+    python benchmarks/latency_predictor.py --n 300 --threads 1 --batch_size 8
 """
 
 import argparse
@@ -25,19 +25,24 @@ def main() -> None:
     parser.add_argument("--test_fraction", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--statistic", default="min", choices=["median", "min"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     space = NASBench201Space()
     archs = space.sample(args.n, np.random.default_rng(args.seed), "lhs")
-    y = MeasuredLatencyModel(space, threads=args.threads, repeats=args.repeats).evaluate(archs)["latency_ms"]
+    kwargs = dict(threads=args.threads, repeats=args.repeats, batch_size=args.batch_size, statistic=args.statistic)
+    y = MeasuredLatencyModel(space, **kwargs).evaluate(archs)["latency_ms"]
     n_test = int(round(args.n * args.test_fraction))
     train, test = slice(0, args.n - n_test), slice(args.n - n_test, args.n)
-    result = {"benchmark": "latency_predictor", "n_train": args.n - n_test, "n_test": n_test}
+    result = {"benchmark": "latency_predictor", "n_train": args.n - n_test, "n_test": n_test, **kwargs}
     for model in ("xgboost", "mlp"):
-        predictor = FeaturePredictor(space, "latency_ms", model, seed=args.seed).fit(archs[train], y[train])
-        result[model] = predictor.score(archs[test], y[test])
-    lut = LatencyLUT(space, None, threads=args.threads, repeats=args.repeats).evaluate(archs[test])["latency_ms"]
+        for op_counts in (False, True):
+            predictor = FeaturePredictor(space, "latency_ms", model, seed=args.seed, op_counts=op_counts)
+            predictor.fit(archs[train], y[train])
+            result[f"{model}{'_af+ops' if op_counts else '_af'}"] = predictor.score(archs[test], y[test])
+    lut = LatencyLUT(space, None, **kwargs).evaluate(archs[test])["latency_ms"]
     result["lut"] = {"kendall_tau": kendall_tau(lut, y[test])}
     print(json.dumps(result))
 

@@ -36,6 +36,8 @@ class FeaturePredictor(CostModel):
         input_shape: input of the networks whose features are computed.
         num_classes: classifier outputs.
         seed: seed of the regressor.
+        op_counts: append how often each op type occurs (column sums of the space's ``graph()`` one-hot) to the
+            architecture features; the features alone barely tell a pooling cell from a skip cell.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class FeaturePredictor(CostModel):
         input_shape: Sequence[int] = (3, 32, 32),
         num_classes: int = 10,
         seed: int = 0,
+        op_counts: bool = True,
     ) -> None:
         super().__init__(space)
+        self.op_counts = op_counts
         if model not in MODELS:
             raise ConfigError(f"Unknown predictor model '{model}'; expected one of: {', '.join(MODELS)}.")
         self.metric, self.model, self.seed = metric, model, seed
@@ -59,9 +63,12 @@ class FeaturePredictor(CostModel):
             self.load(path)
 
     def feature_matrix(self, archs: Sequence[Any]) -> np.ndarray:
-        """Rows of :data:`FEATURES` for ``archs``."""
+        """Rows of :data:`FEATURES` for ``archs``, followed by the op-type counts when ``op_counts``."""
         rows = [self.space.features(a, self.input_shape, self.num_classes) for a in archs]
-        return np.array([[row[f] for f in FEATURES] for row in rows], dtype=float)
+        X = np.array([[row[f] for f in FEATURES] for row in rows], dtype=float).reshape(len(archs), len(FEATURES))
+        if self.op_counts:
+            X = np.concatenate([X, np.array([self.space.graph(a)[1].sum(0) for a in archs])], axis=1)
+        return X
 
     def _new_estimator(self) -> Any:
         if self.model == "xgboost":
@@ -98,7 +105,7 @@ class FeaturePredictor(CostModel):
             raise ConfigError("Only a trained predictor can be saved; call fit() first.")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"space": self.space.name, "metric": self.metric, "model": self.model, "features": FEATURES}
+        meta = {"space": self.space.name, "metric": self.metric, "model": self.model, "op_counts": self.op_counts}
         path.write_bytes(pickle.dumps({**meta, "input_shape": self.input_shape, "estimator": self.estimator}))
         return path
 
@@ -110,7 +117,12 @@ class FeaturePredictor(CostModel):
                 f"Predictor '{path}' does not exist; expected a file written by FeaturePredictor.save."
             )
         data = pickle.loads(path.read_bytes())
-        wanted = {"space": self.space.name, "metric": self.metric, "input_shape": self.input_shape}
+        wanted = {
+            "space": self.space.name,
+            "metric": self.metric,
+            "input_shape": self.input_shape,
+            "op_counts": self.op_counts,
+        }
         differ = {k: (data.get(k), v) for k, v in wanted.items() if data.get(k) != v}
         if differ:
             what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
