@@ -186,7 +186,7 @@ def search_main(args: list[str]) -> None:
     cfg = parser.parse_args(args)
     resume = cfg.pop("resume")
     cfg.pop("config", None)
-    init = parser.instantiate_classes(cfg)
+    init = parser.instantiate(cfg)
     runner = SearchRunner(**{name: init[name] for name in inspect.signature(SearchRunner).parameters})
     result = runner.run(resume=resume)
     if runner.rank == 0:
