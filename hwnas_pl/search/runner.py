@@ -278,9 +278,7 @@ class SearchRunner:
             values.update(evaluator.evaluate(archs))
         F = np.stack([values[m] for m in self.objectives], axis=1)
         front = np.sort(non_dominated_fronts(F, self.directions)[0])
-        M = as_minimization(F, self.directions)
-        worst = M.max(axis=0) * np.array([-1.0 if d == "max" else 1.0 for d in self.directions])
-        return [archs[i] for i in front], F[front], worst
+        return [archs[i] for i in front], F[front], nadir_reference_point(F, self.directions, margin=0.0)
 
     def _write_outputs(self, seconds: float, run) -> SearchResult:
         F = self.objectives_of(self.history)
