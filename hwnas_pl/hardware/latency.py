@@ -20,6 +20,13 @@ from hwnas_pl.spaces.base import SearchSpace
 STATISTICS = ("median", "min")
 
 
+def check_statistic(statistic: str) -> str:
+    """``statistic`` if it names one of :data:`STATISTICS`, else ConfigError."""
+    if statistic not in STATISTICS:
+        raise ConfigError(f"Unknown latency statistic '{statistic}'; expected one of: {', '.join(STATISTICS)}.")
+    return statistic
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency of repeated calls, in milliseconds."""
@@ -32,9 +39,7 @@ class LatencyStats:
 
     def get(self, statistic: str) -> float:
         """``median`` (default everywhere) or ``min`` (robust to interference on a shared machine)."""
-        if statistic not in STATISTICS:
-            raise ConfigError(f"Unknown latency statistic '{statistic}'; expected one of: {', '.join(STATISTICS)}.")
-        return self.median_ms if statistic == "median" else self.min_ms
+        return self.median_ms if check_statistic(statistic) == "median" else self.min_ms
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -161,8 +166,7 @@ class MeasuredLatencyModel(CostModel):
         statistic: str = "median",
     ) -> None:
         super().__init__(space)
-        LatencyStats(0, 0, 0, 0, 1).get(statistic)  # validates the name
-        self.statistic = statistic
+        self.statistic = check_statistic(statistic)
         self.device = resolve_device(device)
         self.batch_size, self.warmup, self.repeats, self.threads = batch_size, warmup, repeats, threads
         self.input_shape, self.num_classes = tuple(input_shape), num_classes

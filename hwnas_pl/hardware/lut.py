@@ -20,7 +20,7 @@ import torch
 
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
-from hwnas_pl.hardware.latency import LatencyStats, device_profile, fixed_threads, resolve_device, time_call
+from hwnas_pl.hardware.latency import check_statistic, device_profile, fixed_threads, resolve_device, time_call
 from hwnas_pl.spaces.base import OpSpec, SearchSpace
 
 LUT_FORMAT = 1
@@ -70,7 +70,7 @@ class LatencyLUT(CostModel):
         statistic: str = "median",
     ) -> None:
         super().__init__(space)
-        LatencyStats(0, 0, 0, 0, 1).get(statistic)  # validates the name
+        check_statistic(statistic)
         self.path = Path(path) if path is not None else None
         self.device = resolve_device(device)
         self.batch_size, self.threads = batch_size, threads
