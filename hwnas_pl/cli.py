@@ -1,14 +1,16 @@
-"""The ``hwnas`` command: LightningCLI's ``fit``/``validate``/``test``/``predict`` over any of the package's modules.
+"""The ``hwnas`` command: LightningCLI's ``fit``/``validate``/``test``/``predict``, plus ``search`` and ``bench``.
 
 Usage::
 
     hwnas fit --config configs/digits_classifier.yaml
     hwnas fit --config configs/digits_classifier.yaml --ckpt_path last      # resume
     hwnas fit --model ClassifierModule --model.backbone resnet18 --data DigitsDataModule --data.resize 32
+    hwnas search --config configs/search/nb201_nsga2_lut.yaml
+    hwnas bench lut --space nasbench201 --device cpu
 
 Models and DataModules are named by ``class_path`` or by short class name. The DataModule's ``num_classes`` and
-``input_shape`` are linked into the model. Configs may use OmegaConf interpolation across the whole merged
-config, e.g. ``dirpath: ${trainer.default_root_dir}/checkpoints``.
+``input_shape`` are linked into the model. ``${run_dir:sub}`` in a config is ``trainer.default_root_dir/sub``,
+e.g. ``dirpath: ${run_dir:checkpoints}``.
 """
 
 from __future__ import annotations
@@ -70,13 +72,13 @@ class HWNASCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         parser_kwargs = kwargs.pop("parser_kwargs", None) or {}
         parser_kwargs.setdefault("parser_mode", "omegaconf+")
-        parser_kwargs.setdefault("allow_abbrev", False)
+        parser_kwargs.setdefault("allow_abbrev", False)  # a typo must not silently match a longer option
         parser_kwargs.setdefault(
             "description",
             "hwnas: hardware-aware NAS and efficient-inference training on PyTorch Lightning. Besides the Trainer "
             "subcommands below: `hwnas search --config configs/search/<name>.yaml` runs a population search, "
             "`hwnas bench lut --space nasbench201 --device cpu` measures a per-op latency lookup table.",
-        )  # a typo must not silently match a longer option
+        )
         _register_resolvers()
         kwargs.setdefault("parser_class", HWNASArgumentParser)
         kwargs.setdefault("subclass_mode_model", True)
@@ -97,7 +99,9 @@ class HWNASCLI(LightningCLI):
                     "run in trainer.default_root_dir."
                 )
             try:
-                hparams = torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+                # mmap: only the hyper-parameters are read here; Lightning loads the weights itself afterwards
+                ckpt = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
+                hparams = ckpt.get("hyper_parameters") or {}
             except Exception as err:  # noqa: BLE001 - any unreadable file gets the same sentence
                 raise CheckpointMismatchError(
                     f"Checkpoint '{path}' could not be read ({type(err).__name__}); expected a .ckpt file written by "
