@@ -251,7 +251,7 @@ class SearchSpace(ABC):
         return total
 
     def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
-        """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), counted on the built network.
+        """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), from :meth:`count` and :meth:`depth`.
 
         ``flops`` (2 × multiply-accumulates of convolutions and linear layers) and ``params`` for one input of
         ``input_shape``; ``n_convs`` (convolutions executed), ``input_size`` (height), ``depth``,
