@@ -154,3 +154,104 @@ def test_mbconv_counts_by_op_equal_the_network():
     from hwnas_pl.spaces.mbconv import MBConv
 
     assert count_network(MBConv(16, 24, 3, 6, 1), (16, 8, 8)).macs == 64 * (16 * 96 + 96 * 9 + 96 * 24)
+
+
+# ---------------------------------------------------------------- AnalogNAS macro space
+T1M = "OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)"  # thesis Table 5.2, CIFAR-10 T1M
+
+
+@pytest.fixture(scope="module")
+def analog():
+    from hwnas_pl.spaces import AnalogNASSpace
+
+    return AnalogNASSpace()
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_analognas_table_row_string_and_mapping(analog):
+    arch = analog.from_string(T1M)
+    assert analog.to_string(arch) == T1M
+    row = arch.table_row()
+    assert row == {"OC0": 32, "KS0": 5, "M": 2, "R": (3, 3), "B": (2, 2), "CT": ("A", "A"), "WF": (3.0, 3.0)}
+    assert analog.validate(row) == arch  # a YAML mapping in Table 5.2's columns is an architecture too
+    assert analog.from_string(" OC0=32, KS0=5, R=(3, 3), B=(2,2), CT=(A,A), WF=(3,3)") == arch
+    assert analog.widths(arch) == [96, 288]  # c_m = round(c_{m-1} * WF_m)
+    assert analog.depth(arch) == 1 + 6 * 3 + 1  # stem, six bottleneck blocks of 3 convs, classifier
+    assert analog.tokens(arch) == ["stem_k5", *["A_b2"] * 3, "A_b2/2", "A_b2", "A_b2", "head"]
+
+
+def test_analognas_params_hand_computed(analog):
+    # stem 3*8*3*3 + BN 2*8 = 232; basic block 8->8: two 3x3 convs 2*9*8*8 + two BNs 4*8 = 1184; fc 8*10 + 10
+    assert analog.params("OC0=8,KS0=3,R=(1),B=(1),CT=(B),WF=(1)") == 232 + 1184 + 90
+    # WF 2: block 8->16: 9*8*16 + 9*16*16 + 4*16 = 3520, skip 1x1 8*16 + BN 32 = 160, fc 16*10 + 10
+    arch = analog.from_string("OC0=8,KS0=3,R=(1),B=(1),CT=(B),WF=(2)")
+    assert analog.params(arch) == 232 + 3520 + 160 + 170 == n_params(analog.build(arch))
+    # two bottleneck branches 16->16 (inner 4): 2*(16*4 + 9*4*4 + 4*16 + 4*4 + 2*16) = 2*320, no skip
+    assert analog.params("OC0=16,KS0=3,R=(1),B=(2),CT=(C),WF=(1)") == (3 * 16 * 9 + 32) + 640 + 170
+
+
+def test_analognas_closed_form_params_equal_the_built_networks():
+    from hwnas_pl.spaces import AnalogNASSpace
+
+    space = AnalogNASSpace(max_params=300_000, num_classes=7, input_channels=1)
+    for arch in space.sample(25, np.random.default_rng(3)):
+        assert space.params(arch) == n_params(space.build(arch, 7, (1, 8, 8))), space.to_string(arch)
+
+
+def test_analognas_counts_by_op_equal_the_network(analog):
+    from hwnas_pl.hardware.analytic import count_network
+
+    arch = analog.from_string("OC0=16,KS0=4,R=(2,1,1),B=(1,2,1),CT=(B,A,D),WF=(1.5,2,1)")
+    by_op, whole = analog.count(arch, 10, (3, 32, 32)), count_network(analog.build(arch), (3, 32, 32))
+    assert (by_op.macs, by_op.params) == (whole.macs, whole.params) and by_op.params == analog.params(arch)
+    assert analog.features(arch)["downsamplings"] == 2  # main blocks 2 and 3 halve the resolution
+    out = analog.build(arch)(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+
+
+def test_analognas_sampling_and_variation_keep_the_budget(analog):
+    rng = np.random.default_rng(0)
+    archs = analog.sample(300, rng) + analog.sample(300, rng, method="lhs")
+    params = np.array([analog.params(a) for a in archs])
+    assert params.max() <= 1_000_000 and len({analog.to_string(a) for a in archs}) > 550
+    assert {len(a.blocks) for a in archs} >= {1, 2, 3}
+    kinds = set()
+    for a in archs[:200]:
+        child = analog.mutate(a, rng)
+        assert child != a and analog.is_feasible(child)
+        kinds |= {k for k, v in child.table_row().items() if v != a.table_row()[k]}
+        c1, c2 = analog.crossover(a, archs[-1], rng)
+        assert analog.is_feasible(c1) and analog.is_feasible(c2)
+    assert kinds == {"OC0", "KS0", "M", "R", "B", "CT", "WF"}  # every mutation of thesis §5.3.3 happens
+    assert not analog.is_feasible("OC0=128,KS0=7,R=(16),B=(12),CT=(B),WF=(4)")
+
+
+@pytest.mark.parametrize(
+    ("arch", "match"),
+    [
+        ("OC0=32,KS0=5,R=(3,3),B=(2),CT=(A,A),WF=(3,3)", "need one entry per main block; got lengths 2, 1, 2, 2"),
+        ("OC0=32,KS0=5,R=(3),B=(2),CT=(E),WF=(3)", "CT of main block 1 is 'E'; expected one of: A, B, C, D"),
+        ("OC0=32,KS0=5,R=(3),B=(2),CT=(A),WF=(5)", "WF of main block 1 is 5.0; expected one of: 1, 1.5, 2"),
+        ("OC0=30,KS0=5,R=(3),B=(2),CT=(A),WF=(3)", "OC0 is 30; expected one of: 8, 12, 16"),
+        ("OC0=32,KS0=5,R=(17),B=(2),CT=(A),WF=(3)", r"R of main block 1 is 17; expected one of: 1\.\.16"),
+        ("OC0=32,KS0=5,R=(1,1,1,1,1,1),B=(1,1,1,1,1,1),CT=(A,A,A,A,A,A),WF=(1,1,1,1,1,1)", "M must lie in 1..5"),
+        ("OC0=32;KS0=5", "Malformed AnalogNAS architecture string"),
+        ({"OC0": 32, "KS0": 5, "R": [1]}, "lacks B, CT, WF"),
+    ],
+)
+def test_analognas_bad_architectures(analog, arch, match):
+    with pytest.raises(ConfigError, match=match):
+        analog.validate(arch)
+
+
+def test_analognas_impossible_budget_and_enumeration():
+    from hwnas_pl.spaces import AnalogNASSpace
+
+    space = AnalogNASSpace(max_params=100)
+    with pytest.raises(ConfigError, match=r"Only 0 of \d+ architectures drawn from analognas meet its constraint"):
+        space.sample(1, np.random.default_rng(0), max_draws=1000)
+    with pytest.raises(ConfigError, match="cannot be enumerated"):
+        next(iter(space.enumerate()))

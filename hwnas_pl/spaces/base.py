@@ -145,42 +145,103 @@ class SearchSpace(ABC):
         """Architecture of a string written by :meth:`to_string`."""
         return self._from_string(text.strip())
 
-    def sample(self, n: int, rng: np.random.Generator, method: str = "uniform") -> list[Arch]:
+    def _feasible(self, vectors: np.ndarray) -> np.ndarray:
+        """Mask of the rows of ``vectors`` (integer encodings) that meet the space's constraints; default: all."""
+        return np.ones(len(vectors), dtype=bool)
+
+    def constraint(self) -> str | None:
+        """The space's constraint in words (e.g. a parameter budget), or ``None`` when it has none."""
+        return None
+
+    def _draw(self, n: int, rng: np.random.Generator, method: str) -> np.ndarray:
+        """``n`` integer vectors drawn uniformly or by Latin-hypercube sampling, constraints ignored."""
+        card = np.asarray(self.cardinalities)
+        if method == "uniform":
+            return rng.integers(0, card, size=(n, self.n_vars))
+        if method == "lhs":
+            strata = np.stack([rng.permutation(n) for _ in range(self.n_vars)], axis=1)
+            u = (strata + rng.random((n, self.n_vars))) / max(n, 1)
+            return np.minimum((u * card).astype(np.int64), card - 1)
+        raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
+
+    def sample(
+        self, n: int, rng: np.random.Generator, method: str = "uniform", max_draws: int = 10_000_000
+    ) -> list[Arch]:
         """``n`` architectures drawn uniformly, or by Latin-hypercube sampling (``method="lhs"``).
 
         LHS splits each position's range into ``n`` equal strata and draws each stratum once, so every choice of
-        every position appears ``n / cardinality`` times (±1) in the sample.
+        every position appears ``n / cardinality`` times (±1) in the sample. In a constrained space (see
+        :meth:`constraint`) draws that break the constraint are rejected and redrawn, at most ``max_draws`` in all;
+        LHS then covers the feasible region by drawing larger hypercubes and keeping their feasible rows.
+
+        Raises:
+            ConfigError: when fewer than ``n`` of ``max_draws`` draws meet the constraint.
         """
-        card = np.asarray(self.cardinalities)
-        if method == "uniform":
-            vectors = rng.integers(0, card, size=(n, self.n_vars))
-        elif method == "lhs":
-            strata = np.stack([rng.permutation(n) for _ in range(self.n_vars)], axis=1)
-            u = (strata + rng.random((n, self.n_vars))) / max(n, 1)
-            vectors = np.minimum((u * card).astype(np.int64), card - 1)
-        else:
-            raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
-        return [self._decode(v) for v in vectors]
+        if self.constraint() is None:
+            return [self._decode(v) for v in self._draw(n, rng, method)]
+        kept: list[np.ndarray] = []
+        drawn, accepted = 0, 0
+        while accepted < n:
+            if drawn >= max_draws:
+                raise ConfigError(
+                    f"Only {accepted} of {drawn} architectures drawn from {self.name} meet its constraint "
+                    f"({self.constraint()}); {n} were asked for. Loosen the constraint or narrow the ranges."
+                )
+            rate = (accepted + 1) / (drawn + 1)
+            batch = int(min(max_draws - drawn, max(64, 2 * (n - accepted) / rate)))
+            vectors = self._draw(batch, rng, method)
+            good = vectors[self._feasible(vectors)][: n - accepted]
+            kept.append(good)
+            drawn, accepted = drawn + batch, accepted + len(good)
+        return [self._decode(v) for v in np.concatenate(kept)]
+
+    def is_feasible(self, arch: Any) -> bool:
+        """Whether ``arch`` meets the space's constraint (always true in an unconstrained space).
+
+        :meth:`validate` checks form only; :meth:`sample`, :meth:`mutate` and :meth:`crossover` keep to the
+        constraint.
+        """
+        return bool(self._feasible(self.encode(arch)[None])[0])
 
     def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> Arch:
-        """Redraw each position with probability ``prob`` (default ``1 / n_vars``); at least one changes."""
-        v = self.encode(arch)
+        """Redraw each position with probability ``prob`` (default ``1 / n_vars``); at least one changes.
+
+        In a constrained space, up to 100 mutants are drawn until one meets the constraint; ``arch`` comes back
+        unchanged when none does.
+        """
+        v0 = self.encode(arch)
         card = np.asarray(self.cardinalities)
         prob = 1.0 / self.n_vars if prob is None else prob
-        mask = rng.random(self.n_vars) < prob
         mutable = np.flatnonzero(card > 1)
-        if not mask[mutable].any() and mutable.size:
-            mask[rng.choice(mutable)] = True
-        for i in np.flatnonzero(mask):
-            if card[i] > 1:  # a new value, never the same one
-                v[i] = (v[i] + rng.integers(1, card[i])) % card[i]
-        return self._decode(v)
+        for _ in range(100):
+            v = v0.copy()
+            mask = rng.random(self.n_vars) < prob
+            if not mask[mutable].any() and mutable.size:
+                mask[rng.choice(mutable)] = True
+            for i in np.flatnonzero(mask):
+                if card[i] > 1:  # a new value, never the same one
+                    v[i] = (v[i] + rng.integers(1, card[i])) % card[i]
+            if self._feasible(v[None])[0]:
+                return self._decode(v)
+        return self._decode(v0)
 
     def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> tuple[Arch, Arch]:
-        """Uniform crossover: each position comes from either parent with probability 1/2."""
+        """Uniform crossover: each position comes from either parent with probability 1/2.
+
+        In a constrained space a child that breaks the constraint is redrawn (up to 100 times), else it is a copy
+        of its parent.
+        """
         va, vb = self.encode(a), self.encode(b)
-        swap = rng.random(self.n_vars) < 0.5
-        ca, cb = np.where(swap, vb, va), np.where(swap, va, vb)
+        children: list[np.ndarray | None] = [None, None]
+        for _ in range(100):
+            swap = rng.random(self.n_vars) < 0.5
+            for k, candidate in enumerate((np.where(swap, vb, va), np.where(swap, va, vb))):
+                if children[k] is None and self._feasible(candidate[None])[0]:
+                    children[k] = candidate
+            if children[0] is not None and children[1] is not None:
+                break
+        ca = va if children[0] is None else children[0]
+        cb = vb if children[1] is None else children[1]
         return self._decode(ca), self._decode(cb)
 
     def enumerate(self) -> Iterator[Arch]:

@@ -1,0 +1,484 @@
+"""AnalogNAS macro ResNet space (thesis §5.3.1, Fig. 5.3, Table 5.1) under a parameter budget.
+
+A network is a stem convolution (``OC0`` output channels, ``KS0``×``KS0`` kernel, stride 1, same padding, BN,
+ReLU) followed by ``M`` main blocks and a classifier (global average pool, linear). Main block ``m`` holds ``R_m``
+residual blocks of width
+
+    c_m = round(c_{m-1} · WF_m),   c_0 = OC0
+
+(the thesis's largest network "starts from 128 output channels, ×4 every 16 blocks"). Every main block but the
+first halves the resolution in its first residual block. A residual block sums ``B_m`` parallel branches of one
+conv-block type and a skip (identity, or 1×1 convolution + BN when the shape changes), then applies ReLU:
+
+- ``A``: bottleneck 1×1 → 3×3 (stride) → 1×1, inner width ``max(1, round(c_m / 4))``, Conv-BN-ReLU order;
+- ``B``: basic 3×3 (stride) → 3×3, Conv-BN-ReLU order;
+- ``C``/``D``: ``A``/``B`` with ReLU and BN swapped (Conv-ReLU-BN).
+
+Ranges (Table 5.1): OC0 ∈ [8, 128] (step 4 by default), KS0 ∈ [3, 7], M ∈ [1, 5], R ∈ [1, 16], B ∈ [1, 12],
+conv block ∈ {A, B, C, D}, WF ∈ [1, 4] (a grid, step 0.5 by default); R, B, block type and WF repeat per main
+block. [AMBIG] choices, recorded here: the width rule above, the bottleneck's inner width (ResNet's expansion
+4), even stem kernels padded one more on the right and bottom; the thesis's "skip connection" mutation (ST) is not part of Table 5.1
+and is left out. Under this rule Table 5.2's CIFAR-10 T500 has 169 k parameters,
+T1M 601 k and VWW T200 213 k; its ResNet32 row (all widths 64) has 1.13 M: the thesis gives no rule that
+reproduces every row.
+
+Sampled uniformly, widths multiply to millions of channels, so the space carries the search's parameter budget
+``max_params`` (T_p of Eq. 5.3, counted for ``num_classes`` outputs and ``input_channels`` inputs): sampling,
+mutation and crossover keep to it (:meth:`~hwnas_pl.spaces.base.SearchSpace.is_feasible`).
+
+The string format is Table 5.2's: ``OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+
+CONV_BLOCKS = ("A", "B", "C", "D")
+BOTTLENECKS = ("A", "C")
+NODE_TYPES = ("input", "stem", *CONV_BLOCKS, "output")
+MUTATION_PROBS = {"depth": 0.8, "width": 0.8, "other": 0.5}  # thesis §5.3.3
+
+
+@dataclass(frozen=True)
+class MainBlock:
+    """Hyper-parameters of one main block: residual blocks ``R``, branches ``B``, conv block type, widening."""
+
+    residual_blocks: int
+    branches: int
+    conv_block: str
+    widening: float
+
+
+@dataclass(frozen=True)
+class MacroArch:
+    """An AnalogNAS architecture: stem channels and kernel, and its main blocks (``M = len(blocks)``)."""
+
+    out_channels0: int
+    kernel_size0: int
+    blocks: tuple[MainBlock, ...]
+
+    def table_row(self) -> dict[str, Any]:
+        """Thesis Table 5.2 columns: ``OC0, KS0, M, R, B, CT, WF``."""
+        return {
+            "OC0": self.out_channels0,
+            "KS0": self.kernel_size0,
+            "M": len(self.blocks),
+            "R": tuple(b.residual_blocks for b in self.blocks),
+            "B": tuple(b.branches for b in self.blocks),
+            "CT": tuple(b.conv_block for b in self.blocks),
+            "WF": tuple(b.widening for b in self.blocks),
+        }
+
+
+def _conv_unit(c_in: int, c_out: int, kernel: int, stride: int, swapped: bool, relu: bool) -> list[nn.Module]:
+    conv = nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False)
+    if not relu:
+        return [conv, nn.BatchNorm2d(c_out)]
+    if swapped:
+        return [conv, nn.ReLU(inplace=True), nn.BatchNorm2d(c_out)]
+    return [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def bottleneck_width(channels: int) -> int:
+    """Inner width of a bottleneck branch of ``channels`` outputs (ResNet's expansion 4)."""
+    return max(1, round(channels / 4))
+
+
+class ResidualBlock(nn.Module):
+    """``ReLU(Σ_b branch_b(x) + skip(x))`` with ``branches`` branches of conv block ``conv_block``."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, conv_block: str, branches: int) -> None:
+        super().__init__()
+        swapped = conv_block in ("C", "D")
+        self.branches = nn.ModuleList()
+        for _ in range(branches):
+            if conv_block in BOTTLENECKS:
+                mid = bottleneck_width(c_out)
+                layers = _conv_unit(c_in, mid, 1, 1, swapped, True)
+                layers += _conv_unit(mid, mid, 3, stride, swapped, True)
+                layers += _conv_unit(mid, c_out, 1, 1, swapped, False)
+            else:
+                layers = _conv_unit(c_in, c_out, 3, stride, swapped, True)
+                layers += _conv_unit(c_out, c_out, 3, 1, swapped, False)
+            self.branches.append(nn.Sequential(*layers))
+        self.skip: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.skip(x)
+        for branch in self.branches:
+            out = out + branch(x)
+        return self.act(out)
+
+
+def _stem(c_in: int, c_out: int, kernel: int) -> nn.Module:
+    """KS0×KS0 convolution keeping the resolution (an even kernel pads one more on the right/bottom), BN, ReLU."""
+    before, after = (kernel - 1) // 2, kernel // 2
+    pad = [nn.ZeroPad2d((before, after, before, after))] if before != after else []
+    conv = nn.Conv2d(c_in, c_out, kernel, 1, before if not pad else 0, bias=False)
+    return nn.Sequential(*pad, conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def _head(c_in: int, num_classes: int) -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+
+
+def _format(values: Sequence[Any]) -> str:
+    return "(" + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values) + ")"
+
+
+STRING_PATTERN = re.compile(
+    r"^OC0=(?P<OC0>[^,]+),KS0=(?P<KS0>[^,]+),R=\((?P<R>[^)]*)\),B=\((?P<B>[^)]*)\),"
+    r"CT=\((?P<CT>[^)]*)\),WF=\((?P<WF>[^)]*)\)$"
+)
+
+
+@register_search_space("analognas")
+class AnalogNASSpace(SearchSpace):
+    """The AnalogNAS ResNet-like macro space with a parameter budget.
+
+    Args:
+        max_params: parameter budget T_p (``None``: unconstrained; sampling may then build huge networks).
+        num_classes: outputs the budget is counted for.
+        input_channels: input channels the budget is counted for.
+        out_channels0: choices of the stem's output channels.
+        kernel_sizes0: choices of the stem's kernel size.
+        max_main_blocks: largest M.
+        max_residual_blocks: largest R.
+        max_branches: largest B.
+        widening_factors: choices of the widening factor.
+
+    Example:
+        >>> space = AnalogNASSpace()
+        >>> arch = space.from_string("OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)")
+        >>> space.params(arch), space.depth(arch), space.is_feasible(arch)
+        (600554, 20, True)
+    """
+
+    name = "analognas"
+
+    def __init__(
+        self,
+        max_params: int | None = 1_000_000,
+        num_classes: int = 10,
+        input_channels: int = 3,
+        out_channels0: Sequence[int] = tuple(range(8, 129, 4)),
+        kernel_sizes0: Sequence[int] = (3, 4, 5, 6, 7),
+        max_main_blocks: int = 5,
+        max_residual_blocks: int = 16,
+        max_branches: int = 12,
+        widening_factors: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
+    ) -> None:
+        for label, value in (
+            ("max_main_blocks", max_main_blocks),
+            ("max_residual_blocks", max_residual_blocks),
+            ("max_branches", max_branches),
+            ("num_classes", num_classes),
+            ("input_channels", input_channels),
+        ):
+            if int(value) < 1:
+                raise ConfigError(f"AnalogNASSpace {label} must be at least 1, got {value}.")
+        for label, values in (("out_channels0", out_channels0), ("kernel_sizes0", kernel_sizes0)):
+            if not values or any(int(v) != v or v < 1 for v in values):
+                raise ConfigError(f"AnalogNASSpace {label} must list positive integers, got {values}.")
+        if not widening_factors or any(w <= 0 for w in widening_factors):
+            raise ConfigError(f"AnalogNASSpace widening_factors must be positive numbers, got {widening_factors}.")
+        if max_params is not None and max_params < 1:
+            raise ConfigError(f"AnalogNASSpace max_params must be positive or null, got {max_params}.")
+        self.max_params = None if max_params is None else int(max_params)
+        self.num_classes, self.input_channels = int(num_classes), int(input_channels)
+        self.out_channels0 = tuple(sorted(int(c) for c in out_channels0))
+        self.kernel_sizes0 = tuple(sorted(int(k) for k in kernel_sizes0))
+        self.max_main_blocks = int(max_main_blocks)
+        self.max_residual_blocks = int(max_residual_blocks)
+        self.max_branches = int(max_branches)
+        self.widening_factors = tuple(sorted(float(w) for w in widening_factors))
+
+    # ------------------------------------------------------------------ encoding
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """``(OC0, KS0, M)`` then ``(R, B, CT, WF)`` for each of the ``max_main_blocks`` slots.
+
+        Slots past ``M`` are ignored by :meth:`decode` and written as 0 by :meth:`encode`.
+        """
+        per_block = (self.max_residual_blocks, self.max_branches, len(CONV_BLOCKS), len(self.widening_factors))
+        head = (len(self.out_channels0), len(self.kernel_sizes0), self.max_main_blocks)
+        return head + per_block * self.max_main_blocks
+
+    def size(self) -> int:
+        """Distinct architectures before the parameter budget: |OC0|·|KS0|·Σ_M (|R|·|B|·|CT|·|WF|)^M."""
+        per_block = self.max_residual_blocks * self.max_branches * len(CONV_BLOCKS) * len(self.widening_factors)
+        blocks = sum(per_block**m for m in range(1, self.max_main_blocks + 1))
+        return len(self.out_channels0) * len(self.kernel_sizes0) * blocks
+
+    def enumerate(self):
+        raise ConfigError(f"The AnalogNAS space has {self.size():.3g} architectures; it cannot be enumerated.")
+
+    def index(self, arch: Any) -> int:
+        raise ConfigError("The AnalogNAS space has no enumeration order; use encode() or to_string() as the key.")
+
+    def from_index(self, index: int):
+        raise ConfigError("The AnalogNAS space has no enumeration order; use decode() or from_string().")
+
+    def _decode(self, vector: np.ndarray) -> MacroArch:
+        m = int(vector[2]) + 1
+        blocks = []
+        for i in range(m):
+            r, b, ct, wf = (int(x) for x in vector[3 + 4 * i : 7 + 4 * i])
+            blocks.append(MainBlock(r + 1, b + 1, CONV_BLOCKS[ct], self.widening_factors[wf]))
+        return MacroArch(self.out_channels0[int(vector[0])], self.kernel_sizes0[int(vector[1])], tuple(blocks))
+
+    def _encode(self, arch: MacroArch) -> np.ndarray:
+        v = np.zeros(self.n_vars, dtype=np.int64)
+        v[0] = self.out_channels0.index(arch.out_channels0)
+        v[1] = self.kernel_sizes0.index(arch.kernel_size0)
+        v[2] = len(arch.blocks) - 1
+        for i, block in enumerate(arch.blocks):
+            v[3 + 4 * i : 7 + 4 * i] = (
+                block.residual_blocks - 1,
+                block.branches - 1,
+                CONV_BLOCKS.index(block.conv_block),
+                self.widening_factors.index(block.widening),
+            )
+        return v
+
+    def _validate(self, arch: Any) -> MacroArch:
+        if isinstance(arch, Mapping):
+            arch = self._from_mapping(arch)
+        if not isinstance(arch, MacroArch):
+            raise ConfigError(
+                f"An AnalogNAS architecture is a MacroArch, a string like '{self._example()}' or a mapping with "
+                f"keys OC0, KS0, R, B, CT, WF; got {arch!r}."
+            )
+        self._check_choice("OC0", arch.out_channels0, self.out_channels0)
+        self._check_choice("KS0", arch.kernel_size0, self.kernel_sizes0)
+        if not 1 <= len(arch.blocks) <= self.max_main_blocks:
+            raise ConfigError(f"AnalogNAS M must lie in 1..{self.max_main_blocks}, got {len(arch.blocks)} main blocks.")
+        for i, block in enumerate(arch.blocks, start=1):
+            self._check_choice(f"R of main block {i}", block.residual_blocks, range(1, self.max_residual_blocks + 1))
+            self._check_choice(f"B of main block {i}", block.branches, range(1, self.max_branches + 1))
+            self._check_choice(f"CT of main block {i}", block.conv_block, CONV_BLOCKS)
+            self._check_choice(f"WF of main block {i}", block.widening, self.widening_factors)
+        return arch
+
+    @staticmethod
+    def _check_choice(label: str, value: Any, choices: Sequence[Any]) -> None:
+        if value not in choices:
+            shown = f"{choices[0]}..{choices[-1]}" if isinstance(choices, range) else _format(choices)[1:-1].replace(",", ", ")
+            raise ConfigError(f"AnalogNAS {label} is {value!r}; expected one of: {shown}.")
+
+    def _from_mapping(self, row: Mapping[str, Any]) -> MacroArch:
+        missing = [k for k in ("OC0", "KS0", "R", "B", "CT", "WF") if k not in row]
+        if missing:
+            raise ConfigError(f"An AnalogNAS architecture mapping lacks {', '.join(missing)}; got keys {sorted(row)}.")
+        r, b, ct, wf = (row[k] if isinstance(row[k], (list, tuple)) else (row[k],) for k in ("R", "B", "CT", "WF"))
+        if not len(r) == len(b) == len(ct) == len(wf):
+            raise ConfigError(
+                f"AnalogNAS R, B, CT and WF need one entry per main block; got lengths {len(r)}, {len(b)}, {len(ct)}, "
+                f"{len(wf)}."
+            )
+        if "M" in row and int(row["M"]) != len(r):
+            raise ConfigError(f"AnalogNAS M is {row['M']} but R, B, CT and WF have {len(r)} entries.")
+        try:
+            blocks = tuple(
+                MainBlock(int(ri), int(bi), str(ci).strip(), float(wi)) for ri, bi, ci, wi in zip(r, b, ct, wf)
+            )
+            return MacroArch(int(row["OC0"]), int(row["KS0"]), blocks)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"AnalogNAS architecture {dict(row)} has a value of the wrong type: {err}.") from None
+
+    def _example(self) -> str:
+        return "OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)"
+
+    def _to_string(self, arch: MacroArch) -> str:
+        row = arch.table_row()
+        return (
+            f"OC0={row['OC0']},KS0={row['KS0']},R={_format(row['R'])},B={_format(row['B'])},"
+            f"CT={_format(row['CT'])},WF={_format(row['WF'])}"
+        )
+
+    def _from_string(self, text: str) -> MacroArch:
+        match = STRING_PATTERN.match(re.sub(r"\s+", "", text))
+        if match is None:
+            raise ConfigError(f"Malformed AnalogNAS architecture string {text!r}; expected e.g. '{self._example()}'.")
+        row = {k: match[k] for k in ("OC0", "KS0")}
+        for key in ("R", "B", "CT", "WF"):
+            row[key] = [x for x in match[key].split(",") if x]
+        return self._validate(row)
+
+    # ------------------------------------------------------------------ structure
+    def widths(self, arch: Any) -> list[int]:
+        """Output channels of each main block: ``c_m = round(c_{m-1} · WF_m)``, ``c_0 = OC0``."""
+        arch = self.validate(arch)
+        widths, c = [], arch.out_channels0
+        for block in arch.blocks:
+            c = max(1, round(c * block.widening))
+            widths.append(c)
+        return widths
+
+    def _residual_blocks(self, arch: MacroArch) -> list[tuple[int, int, int, str, int]]:
+        """``(c_in, c_out, stride, conv_block, branches)`` of every residual block in order."""
+        out, c_in = [], arch.out_channels0
+        for m, (block, c_out) in enumerate(zip(arch.blocks, self.widths(arch))):
+            for r in range(block.residual_blocks):
+                stride = 2 if m > 0 and r == 0 else 1
+                out.append((c_in, c_out, stride, block.conv_block, block.branches))
+                c_in = c_out
+        return out
+
+    def tokens(self, arch: Any) -> list[str]:
+        """``stem_k{KS0}``, then ``{CT}_b{B}`` per residual block (``/2`` where it down-samples), then ``head``."""
+        arch = self.validate(arch)
+        body = [f"{ct}_b{b}" + ("/2" if s == 2 else "") for _, _, s, ct, b in self._residual_blocks(arch)]
+        return [f"stem_k{arch.kernel_size0}", *body, "head"]
+
+    def graph(self, arch: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A chain input → stem → residual blocks → output; one-hot over :data:`NODE_TYPES`."""
+        blocks = self._residual_blocks(self.validate(arch))
+        n = len(blocks) + 3
+        onehot = np.zeros((n, len(NODE_TYPES)), dtype=np.float32)
+        onehot[0, 0] = onehot[1, 1] = onehot[-1, -1] = 1
+        for i, (*_, ct, _) in enumerate(blocks):
+            onehot[i + 2, NODE_TYPES.index(ct)] = 1
+        return np.eye(n, k=1, dtype=np.float32), onehot
+
+    def depth(self, arch: Any) -> int:
+        """Stem + 3 convolutions per bottleneck (A, C) or 2 per basic (B, D) residual block + classifier."""
+        blocks = self._residual_blocks(self.validate(arch))
+        return 1 + sum(3 if ct in BOTTLENECKS else 2 for *_, ct, _ in blocks) + 1
+
+    # ------------------------------------------------------------------ budget
+    def _params_of_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Exact trainable parameters of the networks of many encodings at once (convs, BN affine, linear)."""
+        v = np.asarray(vectors, dtype=np.int64)
+        oc0 = np.asarray(self.out_channels0, dtype=np.float64)[v[:, 0]]
+        ks0 = np.asarray(self.kernel_sizes0, dtype=np.float64)[v[:, 1]]
+        n_main = v[:, 2] + 1
+        wf = np.asarray(self.widening_factors)
+        total = self.input_channels * oc0 * ks0**2 + 2 * oc0
+        c_prev = oc0
+        for m in range(self.max_main_blocks):
+            active = m < n_main
+            r, b, ct, w = (v[:, 3 + 4 * m + k] for k in range(4))
+            r, b = r + 1, b + 1
+            c = np.maximum(1.0, np.rint(c_prev * wf[w]))
+            bottleneck = (ct == CONV_BLOCKS.index("A")) | (ct == CONV_BLOCKS.index("C"))
+            mid = np.maximum(1.0, np.rint(c / 4))
+
+            def branch(c_in, c=c, mid=mid, bottleneck=bottleneck):
+                basic = 9 * c_in * c + 9 * c * c + 4 * c
+                bottle = c_in * mid + 9 * mid * mid + mid * c + 4 * mid + 2 * c
+                return np.where(bottleneck, bottle, basic)
+
+            first = b * branch(c_prev) + np.where((m > 0) | (c_prev != c), c_prev * c + 2 * c, 0)
+            rest = (r - 1) * b * branch(c)
+            total = total + np.where(active, first + rest, 0)
+            c_prev = np.where(active, c, c_prev)
+        return total + c_prev * self.num_classes + self.num_classes
+
+    def params(self, arch: Any) -> int:
+        """Trainable parameters of :meth:`build` ``(arch, num_classes, (input_channels, H, W))``, in closed form."""
+        return int(self._params_of_vectors(self.encode(arch)[None])[0])
+
+    def constraint(self) -> str | None:
+        if self.max_params is None:
+            return None
+        return f"at most {self.max_params:,} parameters for {self.num_classes} classes"
+
+    def _feasible(self, vectors: np.ndarray) -> np.ndarray:
+        if self.max_params is None:
+            return np.ones(len(vectors), dtype=bool)
+        return self._params_of_vectors(vectors) <= self.max_params
+
+    # ------------------------------------------------------------------ mutation (thesis §5.3.3)
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> MacroArch:
+        """AnalogNAS mutations: depth (±M, ±R, conv block type), width (WF, ±B, OC0) and other (KS0).
+
+        Each class applies with its thesis probability (0.8, 0.8, 0.5; all ``prob`` when given), one mutation
+        drawn uniformly within the class; at least one applies. Up to 100 mutants are drawn until one differs
+        from ``arch`` and keeps to the budget; ``arch`` comes back unchanged when none does.
+        """
+        arch = self.validate(arch)
+        probs = MUTATION_PROBS if prob is None else dict.fromkeys(MUTATION_PROBS, prob)
+        for _ in range(100):
+            chosen = [k for k, p in probs.items() if rng.random() < p]
+            if not chosen:
+                chosen = [list(probs)[rng.integers(len(probs))]]
+            child = arch
+            for kind in chosen:
+                child = self._mutate_once(child, kind, rng)
+            if child != arch and self._feasible(self._encode(child)[None])[0]:
+                return child
+        return arch
+
+    def _mutate_once(self, arch: MacroArch, kind: str, rng: np.random.Generator) -> MacroArch:
+        blocks = list(arch.blocks)
+        i = int(rng.integers(len(blocks)))
+        block = blocks[i]
+
+        def step(value: int, high: int) -> int:
+            if high == 1:
+                return value
+            new = value + (1 if rng.random() < 0.5 else -1)
+            return value - 1 if new > high else (value + 1 if new < 1 else new)
+
+        def other(value: Any, choices: Sequence[Any]) -> Any:
+            rest = [c for c in choices if c != value]
+            return rest[int(rng.integers(len(rest)))] if rest else value
+
+        oc0, ks0 = arch.out_channels0, arch.kernel_size0
+        op = int(rng.integers(3)) if kind != "other" else 0
+        if kind == "depth" and op == 0:  # add or remove a main block
+            m = step(len(blocks), self.max_main_blocks)
+            if m > len(blocks):
+                blocks.append(self._decode(self._draw(1, rng, "uniform")[0]).blocks[0])
+            else:
+                blocks = blocks[:m]
+        elif kind == "depth" and op == 1:
+            blocks[i] = replace(block, residual_blocks=step(block.residual_blocks, self.max_residual_blocks))
+        elif kind == "depth":
+            blocks[i] = replace(block, conv_block=other(block.conv_block, CONV_BLOCKS))
+        elif kind == "width" and op == 0:
+            blocks[i] = replace(block, widening=other(block.widening, self.widening_factors))
+        elif kind == "width" and op == 1:
+            blocks[i] = replace(block, branches=step(block.branches, self.max_branches))
+        elif kind == "width":
+            oc0 = other(oc0, self.out_channels0)
+        else:
+            ks0 = other(ks0, self.kernel_sizes0)
+        return MacroArch(oc0, ks0, tuple(blocks))
+
+    # ------------------------------------------------------------------ networks
+    def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
+        """Stem, every residual block (branches, skip and sum as one op) and the classifier, with input shapes."""
+        arch = self.validate(arch)
+        c_in, h, w = (int(s) for s in input_shape)
+        oc0, k0 = arch.out_channels0, arch.kernel_size0
+        ops = [OpSpec(f"stem:k{k0}:{c_in}-{oc0}@{c_in}x{h}x{w}", lambda: _stem(c_in, oc0, k0), (c_in, h, w))]
+        for ci, co, s, ct, b in self._residual_blocks(arch):
+            factory = lambda ci=ci, co=co, s=s, ct=ct, b=b: ResidualBlock(ci, co, s, ct, b)  # noqa: E731
+            ops.append(OpSpec(f"res:{ct}x{b}:{ci}-{co}s{s}@{ci}x{h}x{w}", factory, (ci, h, w)))
+            h, w = (h - 1) // s + 1, (w - 1) // s + 1
+        c_last = self.widths(arch)[-1]
+        head = lambda: _head(c_last, num_classes)  # noqa: E731
+        ops.append(OpSpec(f"head:{c_last}-{num_classes}@{c_last}x{h}x{w}", head, (c_last, h, w)))
+        return ops
+
+    def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
+        arch = self.validate(arch)
+        layers = [_stem(int(input_shape[0]), arch.out_channels0, arch.kernel_size0)]
+        layers += [ResidualBlock(ci, co, s, ct, b) for ci, co, s, ct, b in self._residual_blocks(arch)]
+        layers.append(_head(self.widths(arch)[-1], num_classes))
+        return nn.Sequential(*layers)
