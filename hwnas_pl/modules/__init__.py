@@ -1,6 +1,7 @@
 """LightningModules: thin Lightning glue over the plain-PyTorch core."""
 
+from hwnas_pl.modules.analog_module import AnalogModule
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
 
-__all__ = ["ClassifierModule", "HWNASModule", "NonFiniteLossError"]
+__all__ = ["AnalogModule", "ClassifierModule", "HWNASModule", "NonFiniteLossError"]

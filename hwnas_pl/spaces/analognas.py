@@ -17,10 +17,10 @@ conv-block type and a skip (identity, or 1×1 convolution + BN when the shape ch
 Ranges (Table 5.1): OC0 ∈ [8, 128] (step 4 by default), KS0 ∈ [3, 7], M ∈ [1, 5], R ∈ [1, 16], B ∈ [1, 12],
 conv block ∈ {A, B, C, D}, WF ∈ [1, 4] (a grid, step 0.5 by default); R, B, block type and WF repeat per main
 block. [AMBIG] choices, recorded here: the width rule above, the bottleneck's inner width (ResNet's expansion
-4), even stem kernels padded one more on the right and bottom; the thesis's "skip connection" mutation (ST) is not part of Table 5.1
-and is left out. Under this rule Table 5.2's CIFAR-10 T500 has 169 k parameters,
-T1M 601 k and VWW T200 213 k; its ResNet32 row (all widths 64) has 1.13 M: the thesis gives no rule that
-reproduces every row.
+4), even stem kernels padded one more on the right and bottom; the thesis's "skip connection" mutation (ST) is
+not part of Table 5.1 and is left out. Under this rule Table 5.2's CIFAR-10 T500 has 169 k parameters, T1M 601 k
+and VWW T200 213 k; its ResNet32 row (all widths 64) has 1.13 M: the thesis gives no rule that reproduces every
+row.
 
 Sampled uniformly, widths multiply to millions of channels, so the space carries the search's parameter budget
 ``max_params`` (T_p of Eq. 5.3, counted for ``num_classes`` outputs and ``input_channels`` inputs): sampling,
@@ -276,7 +276,11 @@ class AnalogNASSpace(SearchSpace):
     @staticmethod
     def _check_choice(label: str, value: Any, choices: Sequence[Any]) -> None:
         if value not in choices:
-            shown = f"{choices[0]}..{choices[-1]}" if isinstance(choices, range) else _format(choices)[1:-1].replace(",", ", ")
+            shown = (
+                f"{choices[0]}..{choices[-1]}"
+                if isinstance(choices, range)
+                else _format(choices)[1:-1].replace(",", ", ")
+            )
             raise ConfigError(f"AnalogNAS {label} is {value!r}; expected one of: {shown}.")
 
     def _from_mapping(self, row: Mapping[str, Any]) -> MacroArch:

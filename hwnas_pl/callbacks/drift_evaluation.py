@@ -1,0 +1,185 @@
+"""Accuracy over time after PCM programming and drift, HWA-trained vs digitally trained (thesis §5.3.2)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from hwnas_pl.analog import DEFAULT_TIMES, DriftResult, drift_accuracy, parse_time, set_tile_config, time_label
+from hwnas_pl.errors import ConfigError
+
+
+class DriftEvaluation(L.Callback):
+    """Program, drift and evaluate an :class:`~hwnas_pl.modules.AnalogModule` at the end of fit and test.
+
+    For each time ``t`` and each of ``trials`` programmings (see :func:`~hwnas_pl.analog.drift.drift_accuracy`) it
+    logs ``drift/acc@{t}`` and ``drift/acc@{t}_std``, ``drift/avm`` = acc(1 s) − acc(30 d) and ``drift/sigma_1d``;
+    with the module's digital reference weights it logs the same under ``drift_digital/`` (the digitally
+    trained network mapped to analog for inference only). It writes ``drift_report.json`` and
+    ``drift_accuracy.png`` (accuracy vs time, log axis) to ``output_dir`` and logs a W&B table and the plot.
+    Evaluated on a copy, so training is not disturbed. Under DDP each rank evaluates every ``world_size``-th
+    batch with the same programming noise and the counts are summed.
+
+    Args:
+        times: inference times, seconds or ``"1h"``/``"30d"``-style strings (default 1 s, 1 h, 1 d, 30 d, 1 y).
+        trials: programmings per time.
+        seed: seed of trial 0 (trial ``k`` uses ``seed + k``).
+        every_n_epochs: also evaluate after every n-th validation (``None``: only at the end of fit).
+        compare_digital: also evaluate the digital reference weights when the module has them.
+        output_dir: where the report and plot go (default: the trainer's ``default_root_dir``).
+    """
+
+    def __init__(
+        self,
+        times: Sequence[float | str] = DEFAULT_TIMES,
+        trials: int = 5,
+        seed: int = 0,
+        every_n_epochs: int | None = None,
+        compare_digital: bool = True,
+        output_dir: str | None = None,
+    ) -> None:
+        self.times = sorted(parse_time(t) for t in times)
+        if not self.times:
+            raise ConfigError("DriftEvaluation needs at least one time.")
+        if trials < 1:
+            raise ConfigError(f"DriftEvaluation needs trials >= 1, got {trials}.")
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise ConfigError(f"DriftEvaluation every_n_epochs must be at least 1 or null, got {every_n_epochs}.")
+        self.trials, self.seed, self.every_n_epochs = trials, seed, every_n_epochs
+        self.compare_digital, self.output_dir = compare_digital, output_dir
+        self.reports: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ hooks
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not hasattr(pl_module, "rpu_config") or not hasattr(pl_module, "digital_state"):
+            raise ConfigError(
+                f"DriftEvaluation needs an AnalogModule (analog tiles to program and drift), got "
+                f"{type(pl_module).__name__}."
+            )
+
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.every_n_epochs is None or trainer.state.fn != "fit":
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._evaluate(trainer, pl_module, "val", write=False)
+
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate(trainer, pl_module, "val", write=True)
+
+    @override
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluate(trainer, pl_module, "test", write=True)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"reports": self.reports}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.reports = list(state_dict.get("reports", []))
+
+    # ------------------------------------------------------------------ work
+    def _batches(self, trainer: L.Trainer, split: str):
+        source = trainer.datamodule if trainer.datamodule is not None else None
+        if source is not None:
+            loader = source.val_dataloader() if split == "val" else source.test_dataloader()
+        else:
+            loader = trainer.val_dataloaders if split == "val" else trainer.test_dataloaders
+        if isinstance(loader, (list, tuple)):
+            loader = loader[0]
+        if loader is None:
+            raise ConfigError(f"DriftEvaluation found no {split} dataloader to evaluate on.")
+        rank, world = trainer.global_rank, trainer.world_size
+
+        def batches():
+            for i, batch in enumerate(loader):
+                if i % world == rank:
+                    yield batch[0], batch[1]
+
+        return batches
+
+    def _run(self, trainer: L.Trainer, pl_module, split: str, weights: dict[str, torch.Tensor] | None) -> DriftResult:
+        model = copy.deepcopy(pl_module.net)
+        if weights is not None:
+            model.load_state_dict(weights)
+        set_tile_config(model, pl_module.rpu_config)  # inference with the module's analog setting
+
+        def reduce(counts: np.ndarray) -> np.ndarray:
+            tensor = torch.as_tensor(counts, dtype=torch.float64, device=pl_module.device)
+            return trainer.strategy.reduce(tensor, reduce_op="sum").cpu().numpy()
+
+        return drift_accuracy(model, self._batches(trainer, split), self.times, self.trials, self.seed, reduce)
+
+    def _evaluate(self, trainer: L.Trainer, pl_module, split: str, write: bool) -> None:
+        results = {"hwa": self._run(trainer, pl_module, split, None)}
+        if self.compare_digital and pl_module.digital_state is not None:
+            results["digital"] = self._run(trainer, pl_module, split, pl_module.digital_state)
+        metrics: dict[str, float] = {}
+        for name, result in results.items():
+            metrics.update(result.summary(prefix="drift/" if name == "hwa" else "drift_digital/"))
+        for key, value in metrics.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        report = {
+            "split": split,
+            "epoch": trainer.current_epoch,
+            "preset": getattr(pl_module, "preset", None),
+            "trials": self.trials,
+            **{name: result.to_dict() for name, result in results.items()},
+        }
+        if "digital" in results and results["hwa"].avm() not in (None, 0.0):
+            report["avm_ratio_digital_over_hwa"] = results["digital"].avm() / results["hwa"].avm()
+        self.reports.append(report)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+        if write and trainer.is_global_zero:
+            self._write(trainer, report, results)
+
+    def _write(self, trainer: L.Trainer, report: dict[str, Any], results: dict[str, DriftResult]) -> None:
+        out = Path(self.output_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "drift_report.json").write_text(json.dumps(report, indent=2))
+        png = out / "drift_accuracy.png"
+        plot_drift(results, png)
+        rank_zero_info(f"Drift report: {out / 'drift_report.json'}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                rows = [
+                    [name, time_label(t), t, float(m), float(s)]
+                    for name, r in results.items()
+                    for t, m, s in zip(r.times, r.mean(), r.std())
+                ]
+                logger.log_table("drift/table", columns=["model", "time", "seconds", "acc_mean", "acc_std"], data=rows)
+                logger.log_image("drift/accuracy_vs_time", images=[str(png)])
+
+
+def plot_drift(results: dict[str, DriftResult], path: Path) -> None:
+    """Accuracy (mean ± std over trials) against time after programming, log time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, r in results.items():
+        ax.errorbar(r.times, 100 * r.mean(), yerr=100 * r.std(), marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
