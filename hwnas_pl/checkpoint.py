@@ -47,7 +47,11 @@ def check_state_dict_matches(
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
-    reshaped = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(getattr(state_dict[k], "shape", ()))]
+    reshaped = [
+        k
+        for k in own
+        if k in state_dict and tuple(getattr(own[k], "shape", ())) != tuple(getattr(state_dict[k], "shape", ()))
+    ]
     if not (missing or unexpected or reshaped):
         return
     problems = []

@@ -80,3 +80,29 @@ def set_tile_config(net: nn.Module, rpu_config: TorchInferenceRPUConfig) -> None
     """Give every tile of ``net`` (a copy of) ``rpu_config``; torch tiles read it at their next forward."""
     for tile in analog_tiles(net):
         tile.rpu_config = copy.deepcopy(rpu_config)
+
+
+TILE_STATE_SUFFIX = "analog_tile_state"
+
+
+def plain_state_dict(state: dict) -> dict:
+    """``state`` with each tile's ``rpu_config`` object left out, so ``torch.load(weights_only=True)`` reads it.
+
+    The configuration comes back from the model on loading (:func:`restore_rpu_configs`).
+    """
+    out = dict(state)
+    for key, value in state.items():
+        if key.endswith(TILE_STATE_SUFFIX) and isinstance(value, dict):
+            out[key] = {k: v for k, v in value.items() if k != "rpu_config"}
+    return out
+
+
+def restore_rpu_configs(state: dict, model: nn.Module, prefix: str = "") -> None:
+    """Put the tiles' ``rpu_config`` of ``model`` back into a :func:`plain_state_dict` (in place).
+
+    ``prefix`` is what ``state``'s keys carry before ``model``'s own names (e.g. ``"net."``).
+    """
+    own = {prefix + k: v for k, v in model.state_dict().items() if k.endswith(TILE_STATE_SUFFIX)}
+    for key, value in state.items():
+        if key in own and isinstance(value, dict) and "rpu_config" not in value:
+            state[key] = {**value, "rpu_config": copy.deepcopy(own[key]["rpu_config"])}

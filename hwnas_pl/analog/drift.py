@@ -27,7 +27,7 @@ from hwnas_pl.errors import ConfigError
 SECOND, HOUR, DAY, MONTH, YEAR = 1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0
 DEFAULT_TIMES = (SECOND, HOUR, DAY, MONTH, YEAR)
 UNITS = {"s": SECOND, "m": 60.0, "h": HOUR, "d": DAY, "y": YEAR}
-TILE_STATE = ("reference_combined_weights", "programmed_weights", "drift_noise_parameters", "drift_baseline")
+TILE_STATE = ("reference_combined_weights", "programmed_weights", "drift_noise_parameters", "drift_baseline", "alpha")
 
 
 def parse_time(value: float | int | str) -> float:
@@ -165,8 +165,8 @@ def drift_accuracy(
                         counts = reduce(counts)
                     acc[k, j] = counts[0] / max(counts[1], 1)
     finally:
-        model.load_state_dict(saved_weights)  # weights and the drift-compensation scale alpha (a buffer)
-        for tile, state in zip(tiles, saved_tiles):
+        model.load_state_dict(saved_weights)
+        for tile, state in zip(tiles, saved_tiles):  # drift compensation replaces the alpha buffer by a new tensor
             for key, value in state.items():
                 setattr(tile, key, value)
         model.train(was_training)

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from hwnas_pl.analog import analog_tiles, make_rpu_config, set_tile_config, to_analog, training_free_config
+from hwnas_pl.analog.conversion import plain_state_dict, restore_rpu_configs
 from hwnas_pl.checkpoint import check_state_dict_matches
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.modules.classifier_module import BackboneFactory, ClassifierModule
@@ -146,10 +147,15 @@ class AnalogModule(ClassifierModule):
     # ------------------------------------------------------------------ checkpoints
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # tile configurations are objects; leaving them out keeps the checkpoint loadable with weights_only=True
+        checkpoint["state_dict"] = plain_state_dict(checkpoint["state_dict"])
         if self.digital_state is not None:
-            checkpoint["digital_state"] = self.digital_state
+            checkpoint["digital_state"] = plain_state_dict(self.digital_state)
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.digital_state = checkpoint.get("digital_state", self.digital_state)
+        restore_rpu_configs(checkpoint["state_dict"], self.net, prefix="net.")
+        if "digital_state" in checkpoint:
+            self.digital_state = checkpoint["digital_state"]
+            restore_rpu_configs(self.digital_state, self.net)
