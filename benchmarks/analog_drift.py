@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from hwnas_pl.analog import drift_accuracy, make_rpu_config, to_analog
-from hwnas_pl.analog.conversion import analog_tiles
 from hwnas_pl.datamodules import DigitsDataModule
 from hwnas_pl.networks import SmallCNN
 
@@ -34,7 +33,7 @@ def train(net, loader, epochs, lr, analog=False):
             F.cross_entropy(net(x), y).backward()
             opt.step()
             if analog:
-                for tile in analog_tiles(net):
+                for tile in net.analog_tiles():
                     tile.post_update_step()
         sched.step()
 

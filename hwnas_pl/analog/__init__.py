@@ -1,13 +1,12 @@
 """Analog in-memory computing with aihwkit's pure-torch tiles: presets, conversion, drift evaluation (thesis ch. 5)."""
 
-from hwnas_pl.analog.conversion import analog_tiles, set_tile_config, to_analog
+from hwnas_pl.analog.conversion import set_tile_config, to_analog
 from hwnas_pl.analog.drift import DEFAULT_TIMES, DriftResult, drift_accuracy, parse_time, time_label
 from hwnas_pl.analog.presets import list_analog_presets, make_rpu_config, training_free_config
 
 __all__ = [
     "DEFAULT_TIMES",
     "DriftResult",
-    "analog_tiles",
     "drift_accuracy",
     "list_analog_presets",
     "make_rpu_config",

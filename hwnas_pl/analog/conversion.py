@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 from aihwkit.nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLinear
 from aihwkit.nn.conversion import convert_to_analog
@@ -69,16 +68,12 @@ def to_analog(net: nn.Module, rpu_config: TorchInferenceRPUConfig) -> tuple[nn.M
     return analog, digital
 
 
-def analog_tiles(net: nn.Module) -> Iterator[nn.Module]:
-    """Every aihwkit tile of ``net``."""
-    for module in net.modules():
-        if hasattr(module, "post_update_step") and hasattr(module, "rpu_config") and hasattr(module, "tile"):
-            yield module
-
-
 def set_tile_config(net: nn.Module, rpu_config: TorchInferenceRPUConfig) -> None:
-    """Give every tile of ``net`` (a copy of) ``rpu_config``; torch tiles read it at their next forward."""
-    for tile in analog_tiles(net):
+    """Give every tile of ``net`` (from :func:`to_analog`) a copy of ``rpu_config``.
+
+    Torch tiles read it at their next forward; aihwkit's ``replace_rpu_config`` would rebuild the tiles instead.
+    """
+    for tile in net.analog_tiles():
         tile.rpu_config = copy.deepcopy(rpu_config)
 
 

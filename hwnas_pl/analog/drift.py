@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas_pl.analog.conversion import analog_tiles
 from hwnas_pl.errors import ConfigError
 
 SECOND, HOUR, DAY, MONTH, YEAR = 1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0
@@ -146,7 +145,7 @@ def drift_accuracy(
     device = next(model.parameters()).device
     was_training = model.training
     saved_weights = copy.deepcopy(model.state_dict())
-    tiles = list(analog_tiles(model))
+    tiles = list(model.analog_tiles())
     saved_tiles = [{k: copy.deepcopy(getattr(t, k, None)) for k in TILE_STATE} for t in tiles]
     acc = np.zeros((trials, len(times)))
     model.eval()

@@ -93,9 +93,8 @@ class DriftEvaluation(L.Callback):
 
     # ------------------------------------------------------------------ work
     def _batches(self, trainer: L.Trainer, split: str):
-        source = trainer.datamodule if trainer.datamodule is not None else None
-        if source is not None:
-            loader = source.val_dataloader() if split == "val" else source.test_dataloader()
+        if trainer.datamodule is not None:
+            loader = trainer.datamodule.val_dataloader() if split == "val" else trainer.datamodule.test_dataloader()
         else:
             loader = trainer.val_dataloaders if split == "val" else trainer.test_dataloaders
         if isinstance(loader, (list, tuple)):

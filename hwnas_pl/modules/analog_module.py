@@ -14,7 +14,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from hwnas_pl.analog import analog_tiles, make_rpu_config, set_tile_config, to_analog, training_free_config
+from hwnas_pl.analog import make_rpu_config, set_tile_config, to_analog, training_free_config
 from hwnas_pl.analog.conversion import plain_state_dict, restore_rpu_configs
 from hwnas_pl.checkpoint import check_state_dict_matches
 from hwnas_pl.errors import ConfigError
@@ -103,9 +103,9 @@ class AnalogModule(ClassifierModule):
         self._phase: str | None = None
 
     # ------------------------------------------------------------------ phases
-    def hwa_active(self, epoch: int | None = None) -> bool:
-        """Whether HWA training applies at ``epoch`` (default: the current one)."""
-        return (self.current_epoch if epoch is None else epoch) >= self.digital_epochs
+    def hwa_active(self) -> bool:
+        """Whether HWA training applies in the current epoch."""
+        return self.current_epoch >= self.digital_epochs
 
     def _set_phase(self, phase: str) -> None:
         if phase != self._phase:
@@ -114,7 +114,7 @@ class AnalogModule(ClassifierModule):
 
     @override
     def on_fit_start(self) -> None:
-        n_tiles = sum(1 for _ in analog_tiles(self.net))
+        n_tiles = self.net.analog_tile_count()
         digital = "; ".join(f"{k}: {v}" for k, v in self.digital_layers.items()) or "none"
         rank_zero_info(f"Analog ({self.preset}): {n_tiles} tiles; layers kept digital: {digital}.")
 
@@ -141,7 +141,7 @@ class AnalogModule(ClassifierModule):
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         inner = getattr(optimizer, "optimizer", optimizer)
         if not isinstance(inner, AnalogOptimizerMixin):  # AnalogSGD/AnalogAdam run it themselves
-            for tile in analog_tiles(self.net):
+            for tile in self.net.analog_tiles():
                 tile.post_update_step()
 
     # ------------------------------------------------------------------ checkpoints
