@@ -201,6 +201,13 @@ def search_main(args: list[str]) -> None:
             "(pareto_front.json, history.csv, pareto_front.png, summary.json)",
             flush=True,
         )
+        found = runner.strategy.summary() or {}
+        if "top1" in found:
+            measured = found["top1"]["measured"] or found["top1"]["predicted"]
+            values = ", ".join(f"{k} {v:.4g}" for k, v in measured.items())
+            kind = "measured" if found["top1"]["measured"] else "predicted"
+            print(f"  top-1: {found['top1']['arch']} ({kind}: {values}; true evaluations "
+                  f"{found['true_evaluations']})", flush=True)  # fmt: skip
 
 
 def bench_main(args: list[str]) -> None:

@@ -206,6 +206,41 @@ class NASBench201TableModel(CostModel):
             out[metric] = self.table.column(metric, archs)
 
 
+@register_cost_model("nasbench201_analog")
+class NASBench201AnalogModel(CostModel):
+    """The table's drift columns as AnalogNAS's objectives (thesis §5.3, Eq. 5.3), in accuracy points (%).
+
+    ``acc_1d`` and ``acc_30d`` (maximised): mean accuracy 1 day and 30 days after programming; ``avm``
+    (minimised): ``acc(60 s) − acc(30 d)``, the table's earliest time standing in for the thesis's 1 s;
+    ``sigma_1d`` (minimised): the standard deviation of the 1-day accuracy over the package's trials.
+
+    Args:
+        space: a :class:`~hwnas_pl.spaces.NASBench201Space`.
+        training: ``"hwa"`` (hardware-aware trained, the ``analog_drift_*`` columns) or ``"digital"`` (digitally
+            trained weights mapped to analog, ``baseline_drift_*``).
+        path: the ``data.anb`` file (default: the one shipped in ``analog-nasbench``).
+    """
+
+    directions = {"acc_1d": "max", "acc_30d": "max", "avm": "min", "sigma_1d": "min"}
+
+    def __init__(self, space: SearchSpace, training: str = "hwa", path: str | None = None) -> None:
+        if not isinstance(space, NASBench201Space):
+            name = getattr(space, "name", type(space).__name__)
+            raise ConfigError(f"The NAS-Bench-201 table answers for the nasbench201 space only, not '{name}'.")
+        if training not in ("hwa", "digital"):
+            raise ConfigError(f"Unknown training '{training}'; expected 'hwa' or 'digital'.")
+        super().__init__(space)
+        self.table = _load_table(path)
+        self.prefix = "analog_drift" if training == "hwa" else "baseline_drift"
+
+    def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
+        column = lambda t: self.table.column(f"{self.prefix}_{t}", archs)  # noqa: E731
+        out["acc_1d"] = column(86400)
+        out["acc_30d"] = column(2592000)
+        out["avm"] = column(60) - out["acc_30d"]
+        out["sigma_1d"] = column("86400_std")
+
+
 @functools.lru_cache(maxsize=4)
 def _load_table(path: str | None) -> NASBench201Table:
     return NASBench201Table(path)

@@ -24,6 +24,28 @@ FEATURES = ("flops", "params", "n_convs", "input_size", "depth", "first_channels
 MODELS = ("xgboost", "mlp")
 
 
+def feature_matrix(
+    space: SearchSpace,
+    archs: Sequence[Any],
+    input_shape: Sequence[int] = (3, 32, 32),
+    num_classes: int = 10,
+    op_counts: bool = True,
+    encoding: bool = False,
+) -> np.ndarray:
+    """One row of model inputs per architecture.
+
+    :data:`FEATURES`, then op-type counts (column sums of the space's ``graph()`` one-hot) when ``op_counts``, then
+    :meth:`~hwnas_pl.spaces.base.SearchSpace.encoding_features` when ``encoding``.
+    """
+    rows = [space.features(a, input_shape, num_classes) for a in archs]
+    parts = [np.array([[row[f] for f in FEATURES] for row in rows], dtype=float).reshape(len(archs), len(FEATURES))]
+    if op_counts:
+        parts.append(np.array([space.graph(a)[1].sum(0) for a in archs], dtype=float).reshape(len(archs), -1))
+    if encoding:
+        parts.append(np.array([space.encoding_features(a) for a in archs], dtype=float).reshape(len(archs), -1))
+    return np.concatenate(parts, axis=1)
+
+
 @register_cost_model("predictor")
 class FeaturePredictor(CostModel):
     """A regressor of one hardware metric from architecture features.
@@ -64,11 +86,7 @@ class FeaturePredictor(CostModel):
 
     def feature_matrix(self, archs: Sequence[Any]) -> np.ndarray:
         """Rows of :data:`FEATURES` for ``archs``, followed by the op-type counts when ``op_counts``."""
-        rows = [self.space.features(a, self.input_shape, self.num_classes) for a in archs]
-        X = np.array([[row[f] for f in FEATURES] for row in rows], dtype=float).reshape(len(archs), len(FEATURES))
-        if self.op_counts:
-            X = np.concatenate([X, np.array([self.space.graph(a)[1].sum(0) for a in archs])], axis=1)
-        return X
+        return feature_matrix(self.space, archs, self.input_shape, self.num_classes, op_counts=self.op_counts)
 
     def _new_estimator(self) -> Any:
         if self.model == "xgboost":

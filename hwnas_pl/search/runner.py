@@ -209,7 +209,7 @@ class SearchRunner:
         if resume:
             self.load_state()
         else:
-            self.strategy.setup(len(self.objectives), self.seed)
+            self.strategy.setup(len(self.objectives), self.seed, self.objectives)
         run = self._init_wandb()
         bar = self._progress_bar()
         while len(self.history) < self.max_evaluations:
@@ -315,6 +315,9 @@ class SearchRunner:
             "normalized_hypervolume": norm_hv,
             "seconds": seconds,
         }
+        found = self.strategy.summary()
+        if found is not None:
+            summary["strategy"] = found
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         self._plot(F, front_idx, true_F, out / "pareto_front.png")
         if run is not None:

@@ -8,6 +8,7 @@ method). Strategies are plain picklable objects: the runner checkpoints them who
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,10 +31,16 @@ class SearchStrategy(ABC):
         self.space = space
         self.batch_size = batch_size
         self.n_obj: int | None = None
+        self.objectives: dict[str, str] | None = None
 
-    def setup(self, n_obj: int, seed: int) -> None:
-        """Prepare for ``n_obj`` minimised objectives with the random seed ``seed``."""
+    def setup(self, n_obj: int, seed: int, objectives: Mapping[str, str] | None = None) -> None:
+        """Prepare for ``n_obj`` minimised objectives with the random seed ``seed``.
+
+        ``objectives`` names them (metric -> the user's direction, in the column order of ``tell``'s ``F``) for
+        strategies that treat objectives differently.
+        """
         self.n_obj = n_obj
+        self.objectives = dict(objectives) if objectives is not None else None
         self._setup(n_obj, seed)
 
     def ask(self) -> list[Any]:
@@ -48,6 +55,10 @@ class SearchStrategy(ABC):
         if F.shape != (len(archs), self.n_obj):
             raise ConfigError(f"tell() got objectives of shape {F.shape}; expected ({len(archs)}, {self.n_obj}).")
         self._tell(archs, F)
+
+    def summary(self) -> dict[str, Any] | None:
+        """What the strategy found beyond the evaluated front (written to ``summary.json``); default: nothing."""
+        return None
 
     # ------------------------------------------------------------------ TO BE OVERWRITTEN
     @abstractmethod

@@ -311,6 +311,14 @@ class SearchSpace(ABC):
             total.spatial_sizes.extend(part.spatial_sizes[1:])
         return total
 
+    def encoding_features(self, arch: Any) -> np.ndarray:
+        """Fixed-length numeric description of ``arch`` for surrogate models (default: its integer encoding).
+
+        Tree models split on these values directly; spaces override this with an encoding that tells
+        equivalent architectures apart less often (NAS-Bench-201: op one-hot plus path encoding).
+        """
+        return self.encode(arch).astype(np.float64)
+
     def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
         """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), from :meth:`count` and :meth:`depth`.
 

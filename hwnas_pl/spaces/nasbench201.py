@@ -33,6 +33,9 @@ ANB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3
 ANB_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 _ANB_FROM_EDGE = [EDGES.index(e) for e in ANB_EDGES]  # ANB position -> our position
 NODE_TYPES = ("input", *OPS, "output")
+#: The cell's input-to-output node paths as edge positions: 0→3, 0→1→3, 0→2→3, 0→1→2→3.
+_CELL_PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+_PATH_FEATURES = sum((len(OPS) - 1) ** len(p) for p in _CELL_PATHS)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -241,6 +244,31 @@ class NASBench201Space(SearchSpace):
         for k, op in enumerate(arch):
             onehot[k + 1, NODE_TYPES.index(op)] = 1
         return adjacency, onehot
+
+    def encoding_features(self, arch: Any) -> np.ndarray:
+        """Op one-hot per edge (30) followed by the path encoding (100).
+
+        The path encoding (White et al., BANANAS, 2021) marks which op sequence runs along each of the cell's four
+        input-to-output node paths (0→3, 0→1→3, 0→2→3, 0→1→2→3); paths through ``none`` carry nothing. Cells that
+        compute the same function share it.
+        """
+        vector = self.encode(arch)
+        onehot = np.zeros((len(EDGES), len(OPS)))
+        onehot[np.arange(len(EDGES)), vector] = 1
+        paths = np.zeros(_PATH_FEATURES)
+        offset = 0
+        for path in _CELL_PATHS:
+            code = 0
+            for edge in path:
+                op = int(vector[edge])
+                if op == 0:  # 'none' cuts the path
+                    code = -1
+                    break
+                code = code * (len(OPS) - 1) + op - 1
+            if code >= 0:
+                paths[offset + code] = 1
+            offset += (len(OPS) - 1) ** len(path)
+        return np.concatenate([onehot.ravel(), paths])
 
     def cell_depth(self, arch: Any) -> int:
         """Convolutions on the longest path from node 0 to node 3 (``-1`` if node 3 is unreachable)."""

@@ -1,0 +1,224 @@
+"""AnalogNAS constrained evolutionary search (thesis §5.3.3, Algorithm 6, problem 5.3).
+
+    max_α  ACC_1d(α)   s.t.  ψ(α) < T_p  (parameters),  AVM(α) < T_AVM
+
+1. The surrogate (:class:`~hwnas_pl.surrogates.AnalogSurrogate`) is trained beforehand.
+2. The population is drawn by Latin-hypercube sampling under T_p (the space's constraint), redrawing every
+   architecture whose predicted AVM is not below T_AVM.
+3. Each iteration keeps the better half by the surrogate's rank, adds one mutant of each (the space's mutation:
+   depth/width/other with the thesis's probabilities on the macro space), and replaces every architecture that
+   breaks T_AVM, and every duplicate, with a fresh LHS draw that meets both constraints.
+4. Every ``check_every`` iterations, ``check_size`` random members are evaluated for real (the search runner's
+   evaluator: the NAS-Bench-201 table, or training with :class:`~hwnas_pl.modules.AnalogModule`); when the
+   surrogate's Kendall tau on them is below ``tau_threshold`` it is fine-tuned on everything measured so far.
+5. The surrogate's top-1 is evaluated for real and returned with the population (``summary.json``). With
+   ``final_candidates: k > 1`` the surrogate's top-k are evaluated and the best measured one that meets T_AVM is
+   returned (an extension: ranking errors among near-equal networks cost little when k networks are trained).
+
+[AMBIG] choices: Algorithm 6 prints "until AVM > T_AVM", read as the constraint AVM < T_AVM of Eq. 5.3; the fitness
+is the surrogate's 1-day accuracy rank (Algorithm 6's "top 50% by predicted rank"), σ is predicted and reported.
+The runner's ``max_evaluations`` bounds the true evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.pareto import kendall_tau
+from hwnas_pl.search.strategies import SearchStrategy
+from hwnas_pl.spaces.base import SearchSpace
+from hwnas_pl.surrogates.analog import TARGETS, AnalogSurrogate
+
+SurrogateFactory = Callable[[SearchSpace], AnalogSurrogate]
+
+
+class AnalogNASEvolution(SearchStrategy):
+    """Algorithm 6 as an ask/tell strategy: surrogate-driven evolution, true evaluations only to check the surrogate.
+
+    Args:
+        space: the search space (its constraint, e.g. :class:`~hwnas_pl.spaces.AnalogNASSpace`'s ``max_params``,
+            is T_p).
+        surrogate: a trained surrogate, or a factory called with ``space`` (YAML: class_path + init_args).
+        population_size: architectures in the population (thesis: 200).
+        iterations: evolution iterations (thesis: 200).
+        max_avm: T_AVM, in accuracy points (thesis: 10 by default, 5 in its main results).
+        check_every: iterations between surrogate checks (thesis: 100).
+        check_size: population members evaluated for real at each check.
+        tau_threshold: fine-tune the surrogate when its Kendall tau on the checked members is below this (0.9).
+        sampling: ``"lhs"`` (thesis) or ``"uniform"``.
+        max_redraws: rounds of redrawing before giving up on finding architectures that meet T_AVM.
+        final_candidates: the surrogate's top-k evaluated at the end; the best measured is returned (1: Algorithm 6).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        surrogate: SurrogateFactory | AnalogSurrogate,
+        population_size: int = 200,
+        iterations: int = 200,
+        max_avm: float = 10.0,
+        check_every: int = 100,
+        check_size: int = 20,
+        tau_threshold: float = 0.9,
+        sampling: str = "lhs",
+        max_redraws: int = 50,
+        final_candidates: int = 1,
+    ) -> None:
+        super().__init__(space, batch_size=check_size)
+        if population_size < 2 or iterations < 0 or check_every < 1 or check_size < 2:
+            raise ConfigError(
+                "AnalogNASEvolution needs population_size >= 2, iterations >= 0, check_every >= 1 and check_size >= 2; "
+                f"got {population_size}, {iterations}, {check_every} and {check_size}."
+            )
+        if not 1 <= final_candidates <= population_size:
+            raise ConfigError(
+                f"final_candidates must lie in 1..population_size ({population_size}), got {final_candidates}."
+            )
+        if check_size > population_size:
+            raise ConfigError(f"check_size ({check_size}) cannot exceed population_size ({population_size}).")
+        self.surrogate = surrogate if isinstance(surrogate, AnalogSurrogate) else surrogate(space)
+        if self.surrogate.space.name != space.name:
+            raise ConfigError(
+                f"The surrogate was built for the '{self.surrogate.space.name}' space; "
+                f"the search is over '{space.name}'."
+            )
+        self.population_size, self.iterations, self.max_avm = population_size, iterations, max_avm
+        self.check_every, self.check_size, self.tau_threshold = check_every, check_size, tau_threshold
+        self.sampling, self.max_redraws, self.final_candidates = sampling, max_redraws, final_candidates
+        # state (pickled whole by the runner)
+        self.rng = np.random.default_rng(0)
+        self.population: list[Any] = []
+        self.iteration = 0
+        self.phase = "search"  # search -> final -> done
+        self.predictions: dict[Any, tuple[float, float, float]] = {}
+        self.measured: dict[Any, dict[str, float]] = {}
+        self.checks: list[dict[str, Any]] = []
+        self.top1: Any = None
+        self.candidates: list[Any] = []
+
+    # ------------------------------------------------------------------ surrogate
+    def predict(self, archs: list[Any]) -> np.ndarray:
+        """``(len(archs), 3)`` predicted (score, AVM, σ), cached per architecture until the surrogate changes."""
+        new = [a for a in dict.fromkeys(archs) if a not in self.predictions]
+        if new:
+            out = self.surrogate.evaluate(new)
+            for a, s, v, g in zip(new, out["acc_1d_score"], out["avm"], out["sigma_1d"]):
+                self.predictions[a] = (float(s), float(v), float(g))
+        return np.array([self.predictions[a] for a in archs], dtype=float).reshape(len(archs), 3)
+
+    def _fresh(self, n: int, exclude: set[Any]) -> list[Any]:
+        """``n`` new architectures from LHS draws under T_p whose predicted AVM is below T_AVM."""
+        found: list[Any] = []
+        for _ in range(self.max_redraws):
+            draws = [a for a in dict.fromkeys(self.space.sample(max(2 * n, 16), self.rng, self.sampling))
+                     if a not in exclude and a not in found]  # fmt: skip
+            if draws:
+                ok = self.predict(draws)[:, 1] < self.max_avm
+                found += [a for a, keep in zip(draws, ok) if keep][: n - len(found)]
+            if len(found) >= n:
+                return found
+        raise ConfigError(
+            f"After {self.max_redraws} rounds of draws only {len(found)} of {n} new architectures of "
+            f"'{self.space.name}' have a predicted AVM below max_avm={self.max_avm}; raise max_avm."
+        )
+
+    # ------------------------------------------------------------------ Algorithm 6
+    def _setup(self, n_obj: int, seed: int) -> None:
+        names = list(self.objectives or {})
+        missing = [t for t in TARGETS if t not in names]
+        if missing:
+            raise ConfigError(
+                f"AnalogNASEvolution checks its surrogate against measured {', '.join(TARGETS)}; the search's "
+                f"objectives {names} lack '{missing[0]}' (use an evaluator such as nasbench201_analog)."
+            )
+        self.rng = np.random.default_rng(seed)
+        self.population = self._fresh(self.population_size, set())
+
+    def step(self) -> None:
+        """One iteration: top half by predicted rank, one mutant each, violators and duplicates redrawn."""
+        scores = self.predict(self.population)[:, 0]
+        parents = [self.population[i] for i in np.argsort(-scores, kind="stable")[: self.population_size // 2]]
+        children = [self.space.mutate(a, self.rng) for a in parents]
+        pool = list(dict.fromkeys(parents + children))
+        pool = [a for a, p in zip(pool, self.predict(pool)) if p[1] < self.max_avm]
+        pool = pool[: self.population_size]
+        self.population = pool + self._fresh(self.population_size - len(pool), set(pool))
+        self.iteration += 1
+
+    def ranked(self) -> list[Any]:
+        """The population, best first by the surrogate."""
+        order = np.argsort(-self.predict(self.population)[:, 0], kind="stable")
+        return [self.population[i] for i in order]
+
+    def _ask(self) -> list[Any]:
+        if self.phase == "done":
+            return []
+        if self.phase == "final":
+            return self.ranked()[: self.final_candidates]
+        for _ in range(min(self.check_every, self.iterations - self.iteration)):
+            self.step()
+        pick = self.rng.choice(len(self.population), size=self.check_size, replace=False)
+        return [self.population[i] for i in np.sort(pick)]
+
+    def _tell(self, archs: list[Any], F: np.ndarray) -> None:
+        names = list(self.objectives or {})
+        values = {t: F[:, names.index(t)] * (-1.0 if self.objectives[t] == "max" else 1.0) for t in TARGETS}
+        for k, a in enumerate(archs):
+            self.measured[a] = {t: float(values[t][k]) for t in TARGETS}
+        if self.phase == "final":  # the best measured candidate within T_AVM, else the surrogate's top-1
+            ok = [a for a in archs if self.measured[a]["avm"] < self.max_avm]
+            self.top1 = max(ok, key=lambda a: self.measured[a]["acc_1d"]) if ok else archs[0]
+            self.candidates = list(archs)
+            self.phase = "done"
+            return
+        tau = kendall_tau(self.predict(archs)[:, 0], values["acc_1d"])
+        tau = 0.0 if np.isnan(tau) else tau
+        tuned = tau < self.tau_threshold
+        if tuned:
+            measured = list(self.measured)
+            self.surrogate.fine_tune(measured, {t: [self.measured[a][t] for a in measured] for t in TARGETS})
+            self.predictions.clear()
+            # fine-tuning may move the population past T_AVM: redraw the members that now break it
+            ok = [a for a, p in zip(self.population, self.predict(self.population)) if p[1] < self.max_avm]
+            self.population = ok + self._fresh(self.population_size - len(ok), set(ok))
+        self.checks.append(
+            {"iteration": self.iteration, "kendall_tau": tau, "checked": len(archs), "fine_tuned": tuned}
+        )
+        if self.iteration >= self.iterations:
+            self.phase = "final"
+
+    # ------------------------------------------------------------------ result
+    def summary(self) -> dict[str, Any]:
+        """Top-1 (predicted and, once evaluated, measured), the population ranked by the surrogate, the checks."""
+        if not self.population:
+            return {"iterations": self.iteration}
+        pred = self.predict(self.population)
+        order = np.argsort(-pred[:, 0], kind="stable")
+        top1 = self.top1 if self.top1 is not None else self.population[int(order[0])]  # before the end: top-1
+        top_pred = self.predict([top1])[0]
+        return {
+            "top1": {
+                "arch": self.space.to_string(top1),
+                "predicted": {"acc_1d_score": top_pred[0], "avm": top_pred[1], "sigma_1d": top_pred[2]},
+                "measured": self.measured.get(top1),
+                "candidates": [{"arch": self.space.to_string(a), **self.measured[a]} for a in self.candidates],
+            },
+            "iterations": self.iteration,
+            "true_evaluations": len(self.measured),
+            "max_avm": self.max_avm,
+            "constraint": self.space.constraint(),
+            "checks": self.checks,
+            "population": [
+                {
+                    "arch": self.space.to_string(self.population[i]),
+                    "acc_1d_score": pred[i, 0],
+                    "avm": pred[i, 1],
+                    "sigma_1d": pred[i, 2],
+                }
+                for i in order
+            ],  # fmt: skip
+        }

@@ -1,0 +1,311 @@
+"""AnalogNAS surrogate (thesis §5.3.2): an XGBoost ranker of 1-day analog accuracy and regressors of AVM and σ.
+
+Three gradient-boosted tree models share one input, :func:`~hwnas_pl.hardware.predictor.feature_matrix` of the
+space (architecture features, op counts and :meth:`~hwnas_pl.spaces.base.SearchSpace.encoding_features`):
+
+- ``acc_1d_score``: a ranking score of the accuracy one day after programming, trained with the pairwise hinge
+  loss of Eq. 5.2, read as ``L = Σ_{y_i > y_j} max(0, m − (P(a_i) − P(a_j)))`` with margin ``m = 0.1`` ([AMBIG]:
+  the thesis prints ``m − P(a_i) − P(a_j)``). Only its order means anything. ``loss: pairwise`` uses XGBoost's
+  own ``rank:pairwise`` instead.
+- ``avm``: accuracy variation over one month, ``acc(1 s) − acc(30 d)`` in points, squared error.
+- ``sigma_1d``: standard deviation of the 1-day accuracy over drift trials, squared error.
+
+Training data is a list of architectures with measured ``acc_1d``, ``avm`` and ``sigma_1d``: cells of the
+NAS-Bench-201 analog table (``train_data: nasbench201``), or a CSV with columns ``arch,acc_1d,avm,sigma_1d``
+(``history.csv`` of a search whose evaluator trained networks with :class:`~hwnas_pl.modules.AnalogModule`).
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
+from hwnas_pl.hardware.predictor import feature_matrix
+from hwnas_pl.pareto import kendall_tau
+from hwnas_pl.spaces.base import SearchSpace
+
+#: What the surrogate learns, in the column names training files use.
+TARGETS = ("acc_1d", "avm", "sigma_1d")
+LOSSES = ("hinge", "pairwise")
+
+
+def pairwise_hinge(margin: float = 0.1):
+    """XGBoost objective of Eq. 5.2: ``Σ_{y_i > y_j} max(0, m − (P_i − P_j))`` over every ordered pair.
+
+    Returns ``(gradient, hessian)`` per item, both divided by ``n - 1``. The hinge has no curvature, so the
+    hessian is a stand-in: the share of other items each item forms a pair with. A leaf's Newton step is then
+    the share of its pairs still inside the margin, with the sign that pushes them apart.
+    """
+
+    def objective(predt: np.ndarray, dtrain: Any) -> tuple[np.ndarray, np.ndarray]:
+        y = dtrain.get_label()
+        n = max(len(y) - 1, 1)
+        better = y[:, None] > y[None, :]  # pairs (i, j) with y_i > y_j
+        active = better & (predt[:, None] - predt[None, :] < margin)
+        grad = (active.sum(axis=0) - active.sum(axis=1)).astype(np.float64) / n
+        hess = (better | better.T).sum(axis=1).astype(np.float64) / n + 1e-6
+        return grad, hess
+
+    return objective
+
+
+@register_cost_model("analog_surrogate")
+class AnalogSurrogate(CostModel):
+    """Predicts ``acc_1d_score`` (maximise), ``avm`` and ``sigma_1d`` (minimise) of a space's architectures.
+
+    Args:
+        space: the search space.
+        path: a surrogate saved with :meth:`save`, loaded when given.
+        train_data: fit at construction from ``"nasbench201"`` (the analog table) or a CSV file with columns
+            ``arch,acc_1d,avm,sigma_1d``.
+        n_train: architectures drawn (seeded) from ``train_data`` (all of them when larger).
+        loss: ``"hinge"`` (Eq. 5.2) or ``"pairwise"`` (XGBoost's ``rank:pairwise``) for the accuracy ranker.
+        margin: ``m`` of Eq. 5.2.
+        rounds: boosting rounds of each model.
+        max_depth, learning_rate, subsample, colsample: XGBoost tree settings.
+        fine_tune_rounds: rounds added by :meth:`fine_tune`.
+        input_shape, num_classes: the networks whose features are computed.
+        seed: seed of the tree models and of the draw from ``train_data``.
+    """
+
+    directions = {"acc_1d_score": "max", "avm": "min", "sigma_1d": "min"}
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        path: str | None = None,
+        train_data: str | None = None,
+        n_train: int = 1000,
+        loss: str = "hinge",
+        margin: float = 0.1,
+        rounds: int = 800,
+        max_depth: int = 6,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        colsample: float = 0.5,
+        fine_tune_rounds: int = 100,
+        input_shape: Sequence[int] = (3, 32, 32),
+        num_classes: int = 10,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(space)
+        if loss not in LOSSES:
+            raise ConfigError(f"Unknown surrogate loss '{loss}'; expected one of: {', '.join(LOSSES)}.")
+        self.loss, self.margin, self.rounds, self.fine_tune_rounds = loss, margin, rounds, fine_tune_rounds
+        self.tree = {"max_depth": max_depth, "eta": learning_rate, "subsample": subsample,
+                     "colsample_bytree": colsample, "min_child_weight": 1.0, "seed": seed, "seed_per_iteration": True,
+                     "nthread": 0}  # fmt: skip
+        self.input_shape, self.num_classes, self.seed = tuple(int(s) for s in input_shape), num_classes, seed
+        self.boosters: dict[str, Any] = {}
+        self.train_archs: list[Any] = []
+        self.train_targets: dict[str, np.ndarray] = {t: np.zeros(0) for t in TARGETS}
+        if path is not None:
+            self.load(path)
+        elif train_data is not None:
+            archs, targets = load_training_data(space, train_data, n_train, seed)
+            self.fit(archs, targets)
+
+    # ------------------------------------------------------------------ training
+    def features(self, archs: Sequence[Any]) -> np.ndarray:
+        """The model input of ``archs``."""
+        return feature_matrix(self.space, archs, self.input_shape, self.num_classes, op_counts=True, encoding=True)
+
+    def _check_targets(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+        missing = [t for t in TARGETS if t not in targets]
+        if missing:
+            raise ConfigError(f"Surrogate targets lack '{missing[0]}'; expected {', '.join(TARGETS)}.")
+        out = {t: np.asarray(targets[t], dtype=float) for t in TARGETS}
+        for t, y in out.items():
+            if y.shape != (len(archs),) or not np.isfinite(y).all():
+                raise ConfigError(f"Surrogate target '{t}' needs one finite value per architecture ({len(archs)}).")
+        if len(archs) < 2:
+            raise ConfigError(f"The surrogate needs at least 2 architectures to rank, got {len(archs)}.")
+        return out
+
+    def _train(self, target: str, X: np.ndarray, y: np.ndarray, rounds: int, init: Any = None) -> Any:
+        import xgboost as xgb
+
+        data = xgb.DMatrix(X, label=y)
+        if target != "acc_1d":
+            return xgb.train({**self.tree, "objective": "reg:squarederror"}, data, rounds, xgb_model=init)
+        if self.loss == "hinge":
+            return xgb.train(self.tree, data, rounds, obj=pairwise_hinge(self.margin), xgb_model=init)
+        data.set_group([len(y)])
+        params = {**self.tree, "objective": "rank:pairwise", "lambdarank_pair_method": "mean",
+                  "lambdarank_num_pair_per_sample": 8}  # fmt: skip
+        return xgb.train(params, data, rounds, xgb_model=init)
+
+    def fit(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> AnalogSurrogate:
+        """Train all three models on measured ``targets`` (``acc_1d``, ``avm``, ``sigma_1d``) of ``archs``."""
+        archs = [self.space.validate(a) for a in archs]
+        y = self._check_targets(archs, targets)
+        X = self.features(archs)
+        self.boosters = {t: self._train(t, X, y[t], self.rounds) for t in TARGETS}
+        self.train_archs, self.train_targets = archs, y
+        return self
+
+    def fine_tune(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> AnalogSurrogate:
+        """Add measured architectures to the training set and continue boosting ``fine_tune_rounds`` on all of it.
+
+        Algorithm 6's surrogate update, when its Kendall tau on evaluated members is too low.
+        """
+        self._require_trained()
+        archs = [self.space.validate(a) for a in archs]
+        y = self._check_targets(archs, targets)
+        known = {a: i for i, a in enumerate(self.train_archs)}
+        all_archs = list(self.train_archs)
+        all_y = {t: self.train_targets[t].copy() for t in TARGETS}
+        for k, a in enumerate(archs):  # a re-measured architecture replaces its old values
+            if a in known:
+                for t in TARGETS:
+                    all_y[t][known[a]] = y[t][k]
+            else:
+                all_archs.append(a)
+                for t in TARGETS:
+                    all_y[t] = np.append(all_y[t], y[t][k])
+        X = self.features(all_archs)
+        self.boosters = {t: self._train(t, X, all_y[t], self.fine_tune_rounds, self.boosters[t]) for t in TARGETS}
+        self.train_archs, self.train_targets = all_archs, all_y
+        return self
+
+    def score(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, float]:
+        """Kendall tau-b of each prediction against measured ``targets`` of held-out ``archs``; regressors' RMSE."""
+        y = self._check_targets(archs, targets)
+        pred = self.evaluate(archs)
+        return {
+            "kendall_tau_acc_1d": kendall_tau(pred["acc_1d_score"], y["acc_1d"]),
+            "kendall_tau_avm": kendall_tau(pred["avm"], y["avm"]),
+            "kendall_tau_sigma_1d": kendall_tau(pred["sigma_1d"], y["sigma_1d"]),
+            "rmse_avm": float(np.sqrt(np.mean((pred["avm"] - y["avm"]) ** 2))),
+            "rmse_sigma_1d": float(np.sqrt(np.mean((pred["sigma_1d"] - y["sigma_1d"]) ** 2))),
+        }
+
+    # ------------------------------------------------------------------ prediction
+    def _require_trained(self) -> None:
+        if not self.boosters:
+            raise ConfigError("The analog surrogate is not trained; give train_data, a saved path, or call fit().")
+
+    def evaluate(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Predictions for ``archs``.
+
+        Raises:
+            ConfigError: when an architecture is not of the space the surrogate was trained on.
+        """
+        checked = []
+        for a in archs:
+            try:
+                checked.append(self.space.validate(a))
+            except ConfigError as err:
+                raise ConfigError(
+                    f"The analog surrogate was trained on the '{self.space.name}' space; {a!r} is not one of its "
+                    f"architectures ({err})"
+                ) from None
+        return super().evaluate(checked)
+
+    def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
+        import xgboost as xgb
+
+        self._require_trained()
+        data = xgb.DMatrix(self.features(archs))
+        out["acc_1d_score"] = self.boosters["acc_1d"].predict(data)
+        out["avm"] = self.boosters["avm"].predict(data)
+        out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Pickle the trained models with the space and inputs they were trained for."""
+        self._require_trained()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "space": self.space.name,
+            "input_shape": self.input_shape,
+            "num_classes": self.num_classes,
+            "boosters": {t: b.save_raw("json") for t, b in self.boosters.items()},
+            "train_archs": [self.space.to_string(a) for a in self.train_archs],
+            "train_targets": self.train_targets,
+        }
+        path.write_bytes(pickle.dumps(state))
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Load a surrogate written by :meth:`save` (a pickle: load only files you trust).
+
+        Raises:
+            UserInputError: when the file is missing or was trained for another space or input.
+        """
+        import xgboost as xgb
+
+        path = Path(path)
+        if not path.is_file():
+            raise UserInputError(f"Surrogate '{path}' does not exist; expected a file written by AnalogSurrogate.save.")
+        state = pickle.loads(path.read_bytes())
+        wanted = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
+        differ = {k: (state.get(k), v) for k, v in wanted.items() if state.get(k) != v}
+        if differ:
+            what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
+            raise UserInputError(f"Surrogate '{path}' was trained for something else ({what}).")
+        self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
+        self.train_archs = [self.space.validate(a) for a in state["train_archs"]]
+        self.train_targets = state["train_targets"]
+
+
+def load_training_data(
+    space: SearchSpace, source: str, n: int | None = None, seed: int = 0
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """Architectures and their ``acc_1d``/``avm``/``sigma_1d`` from ``"nasbench201"`` or a CSV file.
+
+    ``n`` architectures are drawn without replacement with ``seed`` (all of them when ``n`` is ``None`` or larger).
+
+    Raises:
+        UserInputError: when the CSV is missing, lacks a column or holds a value that is not a number.
+        ConfigError: when the table is asked for by another space, or an architecture is not of ``space``.
+    """
+    if source == "nasbench201":
+        from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel
+
+        model = NASBench201AnalogModel(space)
+        archs = list(space.enumerate())
+        targets = model.evaluate(archs)
+    else:
+        archs, targets = _read_csv(space, Path(source))
+    rng = np.random.default_rng(seed)
+    if n is not None and n < len(archs):
+        pick = np.sort(rng.choice(len(archs), size=n, replace=False))
+        archs = [archs[i] for i in pick]
+        targets = {t: np.asarray(targets[t])[pick] for t in TARGETS}
+    return archs, {t: np.asarray(targets[t], dtype=float) for t in TARGETS}
+
+
+def _read_csv(space: SearchSpace, path: Path) -> tuple[list[Any], dict[str, np.ndarray]]:
+    if not path.is_file():
+        raise UserInputError(
+            f"Surrogate training data '{path}' does not exist; expected 'nasbench201' or a CSV with columns "
+            f"arch,{','.join(TARGETS)}."
+        )
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("arch", *TARGETS) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserInputError(
+                f"Surrogate training data '{path}' has no column '{missing[0]}'; expected arch,{','.join(TARGETS)}."
+            )
+        archs, values = [], {t: [] for t in TARGETS}
+        for line, row in enumerate(reader, start=2):
+            try:
+                archs.append(space.validate(row["arch"]))
+            except ConfigError as err:
+                raise ConfigError(f"{path}, line {line}: not an architecture of '{space.name}' ({err})") from None
+            for t in TARGETS:
+                try:
+                    values[t].append(float(row[t]))
+                except (TypeError, ValueError):
+                    raise UserInputError(f"{path}, line {line}: {t} is {row[t]!r}; expected a number.") from None
+    return archs, {t: np.asarray(v) for t, v in values.items()}

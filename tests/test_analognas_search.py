@@ -1,0 +1,202 @@
+"""AnalogNAS surrogate (Eq. 5.2 ranker, AVM/σ regressors) and the constrained EA (Algorithm 6) on NAS-Bench-201."""
+
+import csv
+
+import numpy as np
+import pytest
+from conftest import CONFIGS
+
+from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel, NASBench201Table
+from hwnas_pl.cli import cli_main
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
+from hwnas_pl.search.runner import SearchRunner
+from hwnas_pl.spaces import AnalogNASSpace, NASBench201Space
+from hwnas_pl.surrogates import AnalogSurrogate, load_training_data, pairwise_hinge
+
+OBJECTIVES = {"acc_1d": "max", "avm": "min", "sigma_1d": "min"}
+
+
+class _Labels:
+    def __init__(self, y):
+        self.y = np.asarray(y, dtype=np.float32)
+
+    def get_label(self):
+        return self.y
+
+
+@pytest.fixture(scope="module")
+def space():
+    return NASBench201Space()
+
+
+@pytest.fixture(scope="module")
+def data(space):
+    archs, targets = load_training_data(space, "nasbench201", n=900, seed=0)
+    return archs, targets
+
+
+@pytest.fixture(scope="module")
+def surrogate(space, data):
+    archs, targets = data
+    return AnalogSurrogate(space, rounds=200).fit(archs[:600], {t: v[:600] for t, v in targets.items()})
+
+
+def test_pairwise_hinge_gradients_by_hand():
+    objective = pairwise_hinge(margin=0.1)
+    labels = _Labels([3.0, 2.0, 1.0])
+    # every ordered pair (0>1, 0>2, 1>2) inside the margin: d/dP_i of sum max(0, m - (P_i - P_j))
+    grad, hess = objective(np.zeros(3), labels)
+    assert np.allclose(grad, [-1.0, 0.0, 1.0]) and np.allclose(hess, 1.0)
+    grad, _ = objective(np.array([0.05, 0.0, -0.2]), labels)  # only (0, 1) still inside the margin
+    assert np.allclose(grad, [-0.5, 0.5, 0.0])
+    grad, _ = objective(np.array([1.0, 0.5, 0.0]), labels)  # all pairs separated by more than m: no loss
+    assert np.allclose(grad, 0.0)
+    grad, hess = objective(np.zeros(3), _Labels([1.0, 1.0, 0.0]))  # ties form no pair
+    assert np.allclose(grad, [-0.5, -0.5, 1.0]) and np.allclose(hess, [0.5, 0.5, 1.0], atol=1e-5)
+
+
+def test_table_objectives_are_the_drift_columns(space):
+    table = NASBench201Table()
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    row = table.query(cell)
+    hwa = NASBench201AnalogModel(space).evaluate([cell])
+    assert hwa["acc_1d"][0] == row["analog_drift_86400"] and hwa["acc_30d"][0] == row["analog_drift_2592000"]
+    assert hwa["avm"][0] == pytest.approx(row["analog_drift_60"] - row["analog_drift_2592000"])
+    assert hwa["sigma_1d"][0] == row["analog_drift_86400_std"]
+    digital = NASBench201AnalogModel(space, training="digital").evaluate([cell])
+    assert digital["avm"][0] == pytest.approx(row["baseline_drift_60"] - row["baseline_drift_2592000"])
+    with pytest.raises(ConfigError, match="Unknown training 'analog'"):
+        NASBench201AnalogModel(space, training="analog")
+
+
+def test_surrogate_ranks_held_out_cells(space, data, surrogate):
+    archs, targets = data
+    scores = surrogate.score(archs[600:], {t: v[600:] for t, v in targets.items()})
+    # 600 training cells; the table's own trial noise caps tau near 0.82 (benchmarks/analognas_nb201.py)
+    assert scores["kendall_tau_acc_1d"] > 0.6
+    assert scores["kendall_tau_avm"] > 0.4 and scores["kendall_tau_sigma_1d"] > 0.4
+    assert scores["rmse_avm"] < np.std(targets["avm"][600:])  # better than predicting the mean
+    # the ranker's score orders cells, it is not an accuracy: only its order is used
+    pred = surrogate.evaluate(archs[600:610])
+    assert set(pred) == {"acc_1d_score", "avm", "sigma_1d"} and all(len(v) == 10 for v in pred.values())
+
+
+def test_surrogate_save_load_and_wrong_inputs(space, data, surrogate, tmp_path):
+    archs, _ = data
+    path = surrogate.save(tmp_path / "s.pkl")
+    again = AnalogSurrogate(space, path=str(path))
+    assert np.allclose(again.evaluate(archs[:20])["acc_1d_score"], surrogate.evaluate(archs[:20])["acc_1d_score"])
+    with pytest.raises(UserInputError, match="was trained for something else \\(space: 'nasbench201' in the file"):
+        AnalogSurrogate(AnalogNASSpace(), path=str(path))
+    with pytest.raises(ConfigError, match="trained on the 'nasbench201' space; 'OC0=32,KS0=5"):
+        surrogate.evaluate(["OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)"])
+    with pytest.raises(ConfigError, match="not trained; give train_data"):
+        AnalogSurrogate(space).evaluate(archs[:2])
+    with pytest.raises(ConfigError, match="Unknown surrogate loss 'mse'; expected one of: hinge, pairwise"):
+        AnalogSurrogate(space, loss="mse")
+    with pytest.raises(ConfigError, match="target 'avm' needs one finite value per architecture"):
+        AnalogSurrogate(space).fit(archs[:3], {"acc_1d": [1, 2, 3], "avm": [1, np.nan, 2], "sigma_1d": [0, 0, 0]})
+    with pytest.raises(UserInputError, match="Surrogate 'nope.pkl' does not exist"):
+        AnalogSurrogate(space, path="nope.pkl")
+
+
+def test_surrogate_from_csv_and_fine_tune(space, data, tmp_path):
+    archs, targets = data
+    path = tmp_path / "measured.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["eval", "arch", "acc_1d", "avm", "sigma_1d"])
+        for i, a in enumerate(archs[:40]):
+            writer.writerow([i, space.to_string(a), *(targets[t][i] for t in ("acc_1d", "avm", "sigma_1d"))])
+    model = AnalogSurrogate(space, train_data=str(path), n_train=30, rounds=20, fine_tune_rounds=5)
+    assert len(model.train_archs) == 30 and set(model.train_archs) <= set(archs[:40])
+    before = model.boosters["avm"].num_boosted_rounds()
+    first = model.train_archs[0]
+    model.fine_tune([first, archs[50]], {"acc_1d": [50.0, 60.0], "avm": [1.0, 2.0], "sigma_1d": [0.1, 0.2]})
+    assert len(model.train_archs) == 31 and model.train_targets["acc_1d"][0] == 50.0  # re-measured: replaced
+    assert model.boosters["avm"].num_boosted_rounds() == before + 5
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,acc_1d,avm\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,10,0\n")
+    with pytest.raises(UserInputError, match="has no column 'sigma_1d'; expected arch,acc_1d,avm,sigma_1d"):
+        load_training_data(space, str(bad))
+    bad.write_text("arch,acc_1d,avm,sigma_1d\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,ten,0,0\n")
+    with pytest.raises(UserInputError, match="bad.csv, line 2: acc_1d is 'ten'; expected a number"):
+        load_training_data(space, str(bad))
+    with pytest.raises(UserInputError, match="'missing.csv' does not exist; expected 'nasbench201' or a CSV"):
+        load_training_data(space, "missing.csv")
+
+
+def _copy(surrogate):
+    import pickle
+
+    return pickle.loads(pickle.dumps(surrogate))
+
+
+def test_constrained_evolution_keeps_constraints_checks_and_picks(space, surrogate, tmp_path):
+    model = NASBench201AnalogModel(space)
+    ea = AnalogNASEvolution(space, _copy(surrogate), population_size=20, iterations=6, max_avm=5.0, check_every=3,
+                            check_size=4, final_candidates=3)  # fmt: skip
+    runner = SearchRunner(space, ea, [model], OBJECTIVES, 1000, str(tmp_path), seed=1, progress=False)
+    runner.run()
+    found = ea.summary()
+    # population: full, no duplicates, every member predicted within T_AVM
+    assert len(ea.population) == 20 and len(set(ea.population)) == 20
+    assert (ea.predict(ea.population)[:, 1] < 5.0).all()
+    assert [c["iteration"] for c in found["checks"]] == [3, 6] and all(c["checked"] == 4 for c in found["checks"])
+    # true evaluations: two checks of 4 plus 3 final candidates, fewer when a member was measured twice
+    assert found["true_evaluations"] == len(runner.history) <= 11
+    top = found["top1"]
+    truth = model.evaluate([top["arch"]])
+    assert top["measured"]["acc_1d"] == truth["acc_1d"][0] and top["measured"]["avm"] < 5.0
+    finals = top["candidates"]
+    assert len(finals) == 3 and top["arch"] in [c["arch"] for c in finals]
+    assert top["measured"]["acc_1d"] == max(c["acc_1d"] for c in finals if c["avm"] < 5.0)
+    assert [c["acc_1d"] for c in finals] == model.evaluate([c["arch"] for c in finals])["acc_1d"].tolist()
+    assert runner.strategy.ask() == []  # done
+
+
+def test_constrained_evolution_resumes_exactly(space, surrogate, tmp_path):
+    kw = dict(population_size=16, iterations=4, max_avm=5.0, check_every=2, check_size=4, final_candidates=2)
+    model = NASBench201AnalogModel(space)
+
+    def run(out, budget, resume=False):
+        ea = AnalogNASEvolution(space, _copy(surrogate), **kw)
+        runner = SearchRunner(space, ea, [model], OBJECTIVES, budget, str(out), seed=3, progress=False)
+        runner.run(resume=resume)
+        return runner.strategy.summary()
+
+    straight = run(tmp_path / "a", 100)
+    run(tmp_path / "b", 4)  # stops after the first check
+    resumed = run(tmp_path / "b", 100, resume=True)
+    assert resumed["top1"] == straight["top1"] and resumed["checks"] == straight["checks"]
+    assert resumed["population"] == straight["population"]
+
+
+def test_constrained_evolution_errors(space, surrogate):
+    with pytest.raises(ConfigError, match="objectives \\['acc_1d', 'avm'\\] lack 'sigma_1d'"):
+        AnalogNASEvolution(space, surrogate).setup(2, 0, {"acc_1d": "max", "avm": "min"})
+    ea = AnalogNASEvolution(space, _copy(surrogate), population_size=10, check_size=4, max_avm=-100.0,
+                            max_redraws=2)  # fmt: skip
+    with pytest.raises(ConfigError, match="have a predicted AVM below max_avm=-100.0; raise max_avm"):
+        ea.setup(3, 0, OBJECTIVES)
+    with pytest.raises(ConfigError, match="surrogate was built for the 'nasbench201' space; the search is over"):
+        AnalogNASEvolution(AnalogNASSpace(), surrogate)
+    with pytest.raises(ConfigError, match="check_size \\(30\\) cannot exceed population_size \\(20\\)"):
+        AnalogNASEvolution(space, surrogate, population_size=20, check_size=30)
+
+
+@pytest.mark.slow
+def test_cli_analognas_search(tmp_path, capsys):
+    cli_main([
+        "search", "--config", str(CONFIGS / "search" / "analognas_nb201.yaml"), "--output_dir", str(tmp_path),
+        "--strategy.init_args.surrogate.init_args.n_train", "300", "--strategy.init_args.surrogate.init_args.rounds",
+        "100", "--strategy.init_args.population_size", "30", "--strategy.init_args.iterations", "10",
+        "--strategy.init_args.check_every", "5", "--wandb", "null", "--progress", "false",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "  top-1: |" in out and "(measured: acc_1d" in out
+    import json
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["strategy"]["top1"]["measured"]["avm"] < 5.0 and len(summary["strategy"]["population"]) == 30
