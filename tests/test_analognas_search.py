@@ -200,3 +200,32 @@ def test_cli_analognas_search(tmp_path, capsys):
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["strategy"]["top1"]["measured"]["avm"] < 5.0 and len(summary["strategy"]["population"]) == 30
+
+
+@pytest.mark.slow
+def test_macro_space_trained_evaluator_feeds_the_surrogate(tmp_path):
+    """LHS sample of the macro space trained with AnalogModule -> history.csv -> surrogate -> EA check on it."""
+    from hwnas_pl.datamodules import DigitsDataModule
+    from hwnas_pl.modules.analog_evaluator import AnalogTrainingEvaluator
+    from hwnas_pl.search.strategies import RandomSearch
+
+    space = AnalogNASSpace(max_params=3000)
+    data = DigitsDataModule(batch_size=64, resize=8, channels=3, seed=0)
+    evaluator = AnalogTrainingEvaluator(space, data, input_shape=(3, 8, 8), digital_epochs=1, hwa_epochs=1, trials=2,
+                                        limit_train_batches=3)  # fmt: skip
+    runner = SearchRunner(space, RandomSearch(space, 4, "lhs"), [evaluator], OBJECTIVES, 4, str(tmp_path), 0,
+                          progress=False)  # fmt: skip
+    runner.run()
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert len(rows) == 4 and all(space.is_feasible(r["arch"]) for r in rows)
+    for r in rows:
+        assert 0 <= float(r["acc_1d"]) <= 100 and 0 <= float(r["acc_30d"]) <= 100 and float(r["sigma_1d"]) >= 0
+    again = evaluator.measure(rows[0]["arch"])  # seeded: the same network measures the same
+    assert again["acc_1d"] == pytest.approx(float(rows[0]["acc_1d"])) and again["avm"] == pytest.approx(
+        float(rows[0]["avm"])
+    )
+    surrogate = AnalogSurrogate(space, train_data=str(tmp_path / "history.csv"), rounds=5, input_shape=(3, 8, 8))
+    assert len(surrogate.train_archs) == 4
+    assert np.isfinite(surrogate.evaluate([rows[1]["arch"]])["avm"]).all()
+    with pytest.raises(ConfigError, match="hwa_epochs >= 1 and trials >= 2"):
+        AnalogTrainingEvaluator(space, data, trials=1)
