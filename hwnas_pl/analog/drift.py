@@ -58,7 +58,10 @@ def time_label(seconds: float) -> str:
 
 @dataclass
 class DriftResult:
-    """Accuracies of ``trials`` programmings at each time (``acc[trial, time]``, fractions in [0, 1])."""
+    """Accuracies of ``trials`` programmings at each time (``acc[trial, time]``, fractions in [0, 1]).
+
+    ``extra`` holds ``samples``: how many samples each accuracy counts (all ranks together under DDP).
+    """
 
     times: list[float]
     acc: np.ndarray
@@ -148,6 +151,7 @@ def drift_accuracy(
     tiles = list(model.analog_tiles())
     saved_tiles = [{k: copy.deepcopy(getattr(t, k, None)) for k in TILE_STATE} for t in tiles]
     acc = np.zeros((trials, len(times)))
+    samples = 0
     model.eval()
     try:
         for k in range(trials):
@@ -163,10 +167,11 @@ def drift_accuracy(
                     if reduce is not None:
                         counts = reduce(counts)
                     acc[k, j] = counts[0] / max(counts[1], 1)
+                    samples = int(counts[1])
     finally:
         model.load_state_dict(saved_weights)
         for tile, state in zip(tiles, saved_tiles):  # drift compensation replaces the alpha buffer by a new tensor
             for key, value in state.items():
                 setattr(tile, key, value)
         model.train(was_training)
-    return DriftResult(times, acc)
+    return DriftResult(times, acc, extra={"samples": samples})
