@@ -100,6 +100,7 @@ def test_drift_evaluation_restores_the_trained_weights_and_is_seeded():
     b = drift_accuracy(analog, lambda: [(x, y)], times=[1, 86400, 2592000], trials=3, seed=5)
     np.testing.assert_array_equal(a.acc, b.acc)
     assert a.acc.shape == (3, 3) and a.acc.std() > 0  # programming noise differs between trials
+    assert a.extra["samples"] == 256 and a.to_dict()["samples"] == 256  # every sample counted once
     assert a.acc.min() < 1.0 and a.acc.mean(axis=0)[-1] < 1.0  # noise and drift cost accuracy
     ideal, _ = to_analog(small_net(), make_rpu_config("ideal"))
     np.testing.assert_allclose(drift_accuracy(ideal, lambda: [(x, y)], trials=2).acc, 1.0)

@@ -35,4 +35,3 @@ def test_fit_with_two_cpu_processes(tmp_path):
     assert ranks[0]["metrics"]["val/acc"] > 0.8
     assert "last checkpoint:" in proc.stdout  # printed once, by rank 0
     assert proc.stdout.count("hwnas fit finished.") == 1
-
