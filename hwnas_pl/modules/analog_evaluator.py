@@ -106,9 +106,8 @@ class AnalogTrainingEvaluator(CostModel):
         trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
         times = [SECOND, DAY, MONTH]
         result = drift_accuracy(module.net, self.datamodule.val_dataloader, times, self.trials, self.seed)
-        acc = 100.0 * result.mean()
-        return {"acc_1d": float(acc[1]), "acc_30d": float(acc[2]), "avm": float(acc[0] - acc[2]),
-                "sigma_1d": 100.0 * float(result.sigma_1d())}  # fmt: skip
+        return {"acc_1d": 100.0 * result.at(DAY), "acc_30d": 100.0 * result.at(MONTH), "avm": 100.0 * result.avm(),
+                "sigma_1d": 100.0 * result.sigma_1d()}  # fmt: skip
 
     def _evaluate(self, archs: list[Any], out: dict[str, Any]) -> None:
         rows = [self.measure(a) for a in archs]
