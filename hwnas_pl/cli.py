@@ -201,7 +201,7 @@ def search_main(args: list[str]) -> None:
             "(pareto_front.json, history.csv, pareto_front.png, summary.json)",
             flush=True,
         )
-        found = runner.strategy.summary() or {}
+        found = result.strategy or {}
         if "top1" in found:
             measured = found["top1"]["measured"] or found["top1"]["predicted"]
             values = ", ".join(f"{k} {v:.4g}" for k, v in measured.items())

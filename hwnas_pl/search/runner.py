@@ -46,6 +46,7 @@ class SearchResult:
     hypervolume: float
     normalized_hypervolume: float | None
     output_dir: Path
+    strategy: dict[str, Any] | None = None  # the strategy's own summary (e.g. AnalogNAS's top-1), if it has one
 
 
 def _dist() -> tuple[int, int]:
@@ -294,7 +295,7 @@ class SearchRunner:
         else:
             ref = nadir_reference_point(F, self.directions, margin=0.1)
             hv = hypervolume(F[front_idx], ref, self.directions)
-        result = SearchResult(front, len(self.history), hv, norm_hv, self.output_dir)
+        result = SearchResult(front, len(self.history), hv, norm_hv, self.output_dir, self.strategy.summary())
         if self.rank != 0:
             return result
         out = self.output_dir
@@ -315,9 +316,8 @@ class SearchRunner:
             "normalized_hypervolume": norm_hv,
             "seconds": seconds,
         }
-        found = self.strategy.summary()
-        if found is not None:
-            summary["strategy"] = found
+        if result.strategy is not None:
+            summary["strategy"] = result.strategy
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         self._plot(F, front_idx, true_F, out / "pareto_front.png")
         if run is not None:
