@@ -9,7 +9,7 @@ held-out ones, and then serves as a cost model.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,14 @@ def feature_matrix(
     if encoding:
         parts.append(np.array([space.encoding_features(a) for a in archs], dtype=float).reshape(len(archs), -1))
     return np.concatenate(parts, axis=1)
+
+
+def check_trained_for(label: str, path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    """Raise UserInputError naming every setting in which a saved model (``saved``) differs from ``wanted``."""
+    differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+    if differ:
+        what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
+        raise UserInputError(f"{label} '{path}' was trained for something else ({what}).")
 
 
 @register_cost_model("predictor")
@@ -141,10 +149,7 @@ class FeaturePredictor(CostModel):
             "input_shape": self.input_shape,
             "op_counts": self.op_counts,
         }
-        differ = {k: (data.get(k), v) for k, v in wanted.items() if data.get(k) != v}
-        if differ:
-            what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
-            raise UserInputError(f"Predictor '{path}' was trained for something else ({what}).")
+        check_trained_for("Predictor", path, data, wanted)
         self.model, self.estimator = data["model"], data["estimator"]
 
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:

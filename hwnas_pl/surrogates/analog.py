@@ -27,7 +27,7 @@ import numpy as np
 
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
-from hwnas_pl.hardware.predictor import feature_matrix
+from hwnas_pl.hardware.predictor import check_trained_for, feature_matrix
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces.base import SearchSpace
 
@@ -248,10 +248,7 @@ class AnalogSurrogate(CostModel):
             raise UserInputError(f"Surrogate '{path}' does not exist; expected a file written by AnalogSurrogate.save.")
         state = pickle.loads(path.read_bytes())
         wanted = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
-        differ = {k: (state.get(k), v) for k, v in wanted.items() if state.get(k) != v}
-        if differ:
-            what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
-            raise UserInputError(f"Surrogate '{path}' was trained for something else ({what}).")
+        check_trained_for("Surrogate", path, state, wanted)
         self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
         self.train_archs = [self.space.validate(a) for a in state["train_archs"]]
         self.train_targets = state["train_targets"]
