@@ -26,5 +26,6 @@ class DumpRankMetrics(L.Callback):
             "epochs": trainer.current_epoch,
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
             "first_weight_sum": float(next(pl_module.parameters()).detach().sum()),
+            "parameter_sums": {n: float(p.detach().double().sum()) for n, p in pl_module.named_parameters()},
         }
         (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -14,6 +14,7 @@ from torch import nn
 
 from hwnas_pl.analog import DriftResult, drift_accuracy, make_rpu_config, parse_time, time_label, to_analog
 from hwnas_pl.analog.drift import DAY, MONTH, SECOND
+from hwnas_pl.datamodules import DigitsDataModule
 from hwnas_pl.errors import ConfigError
 
 HWNAS = str(Path(sys.executable).parent / "hwnas")
@@ -190,3 +191,33 @@ def test_hwa_fine_tuning_from_a_digital_checkpoint_and_bad_presets(tmp_path):
     assert code == 2 and "digital_checkpoint 'missing.ckpt' does not exist" in out
     code, out = hwnas("fit", *common, "--trainer.callbacks.init_args.times", "[1h, 0]", cwd=tmp_path)
     assert code == 2 and "Drift times must be positive" in out
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_hwa_training_and_drift_evaluation_with_two_cpu_processes(tmp_path):
+    """HWA training under DDP keeps every tile identical on both ranks; drift evaluation shards the val set."""
+    out_dir = tmp_path / "ranks"
+    code, out = hwnas(
+        "fit", "--config", str(ANALOG_CONFIG), "--trainer", str(CONFIGS / "trainer" / "ddp.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.max_epochs", "2",
+        "--model.init_args.digital_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks.init_args.trials", "2",
+        "--trainer.callbacks+=rank_metrics.DumpRankMetrics", f"--trainer.callbacks.out_dir={out_dir}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    ranks = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    sums = [r["parameter_sums"] for r in ranks]
+    assert any(k.endswith("input_range") for k in sums[0])  # data-initialised per rank, then averaged
+    for name, value in sums[0].items():
+        assert value == pytest.approx(sums[1][name], rel=1e-6, abs=1e-6), name
+    for key in ("drift/acc@1s", "drift/acc@30d", "drift/avm", "drift_digital/acc@1d"):
+        assert ranks[0]["metrics"][key] == ranks[1]["metrics"][key], key
+    report = json.loads((tmp_path / "logs" / "analog_hwa_digits" / "drift_report.json").read_text())
+    dm = DigitsDataModule(batch_size=64, seed=42)
+    dm.setup("fit")
+    # every validation image counted exactly once across the two shards, for HWA and for the digital reference
+    assert report["hwa"]["samples"] == report["digital"]["samples"] == len(dm.data_val)
+    assert min(report["hwa"]["acc_mean"]) > 0.5

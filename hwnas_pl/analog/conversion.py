@@ -14,6 +14,8 @@ from hwnas_pl.errors import ConfigError
 #: digital layer class -> analog layer class (exact classes: a subclass may change the forward).
 CONVERTIBLE = {nn.Linear: AnalogLinear, nn.Conv1d: AnalogConv1d, nn.Conv2d: AnalogConv2d, nn.Conv3d: AnalogConv3d}
 MVM_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+#: tile parameters that are state, not trained weights (see :func:`to_analog`)
+NO_GRADIENT_PARAMETERS = ("analog_ctx", "input_range_update_idx")
 
 
 def unmappable_reason(module: nn.Module) -> str | None:
@@ -35,6 +37,10 @@ def to_analog(net: nn.Module, rpu_config: TorchInferenceRPUConfig) -> tuple[nn.M
     Every ``Linear`` and ``Conv1d/2d/3d`` becomes an aihwkit analog layer on tiles of ``rpu_config``; grouped or
     depth-wise convolutions, string paddings and layer subclasses stay digital. Normalisation, pooling and
     activations are digital by design and not listed.
+
+    Two tile parameters are bookkeeping, not weights, and never receive a gradient: aihwkit's optimizer context
+    (``analog_ctx``, unused by torch tiles, whose weights are ordinary parameters) and the input-range
+    initialisation counter. They are marked ``requires_grad=False`` so that DDP does not report them as unused.
 
     Returns:
         (analog network wrapped so that ``program_analog_weights``/``drift_analog_weights`` apply to all tiles,
@@ -65,6 +71,9 @@ def to_analog(net: nn.Module, rpu_config: TorchInferenceRPUConfig) -> tuple[nn.M
         ensure_analog_root=True,
         inplace=True,
     )
+    for name, param in analog.named_parameters():
+        if name.endswith(NO_GRADIENT_PARAMETERS):
+            param.requires_grad_(False)
     return analog, digital
 
 

@@ -101,6 +101,7 @@ class AnalogModule(ClassifierModule):
         if digital_checkpoint is not None:
             self.digital_state = copy.deepcopy(self.net.state_dict())
         self._phase: str | None = None
+        self._input_ranges_synced = False
 
     # ------------------------------------------------------------------ phases
     def hwa_active(self) -> bool:
@@ -143,6 +144,25 @@ class AnalogModule(ClassifierModule):
         if not isinstance(inner, AnalogOptimizerMixin):  # AnalogSGD/AnalogAdam run it themselves
             for tile in self.net.analog_tiles():
                 tile.post_update_step()
+        self._sync_input_ranges()
+
+    def _sync_input_ranges(self) -> None:
+        """Under DDP, average the tiles' input ranges over ranks while aihwkit initialises them from data.
+
+        aihwkit sets each tile's input range from the statistics of its first ``init_from_data`` training batches,
+        which differ between ranks; gradients are all-reduced after that, so unequal starting values would never
+        meet again. One small all-reduce per step until every tile has finished its initialisation.
+        """
+        if self._input_ranges_synced or self.trainer.world_size == 1:
+            return
+        tiles = [t for t in self.net.analog_tiles() if getattr(t, "input_range", None) is not None]
+        if tiles:
+            ranges = self.trainer.strategy.reduce(torch.cat([t.input_range.data for t in tiles]), reduce_op="mean")
+            for tile, value in zip(tiles, ranges):
+                tile.input_range.data.fill_(value)
+        self._input_ranges_synced = all(
+            t.input_range_update_idx.item() >= t.rpu_config.pre_post.input_range.init_from_data for t in tiles
+        )
 
     # ------------------------------------------------------------------ checkpoints
     @override
