@@ -108,8 +108,58 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+class PPGNet(nn.Module):
+    """Heart rate from PPG/accelerometer windows: 1-D conv stages, a recurrent layer, a linear head (thesis §4.4).
+
+    The thesis's PPG_NAS base model is "1-D conv → 2 LSTM → FC"; ``cell`` chooses LSTM or the GRU its optimised
+    variant uses.
+
+    Args:
+        num_classes: number of outputs (1: the heart rate).
+        input_shape: (channels, samples) of one window.
+        width: channels of the conv stages.
+        stages: conv stages, each [conv k=7 stride 2 → BN → ReLU] (the sequence shrinks 2× per stage).
+        hidden: hidden size of the recurrent layers.
+        layers: recurrent layers.
+        cell: ``lstm`` or ``gru``.
+
+    Example:
+        >>> PPGNet(1, (5, 1000), width=8, hidden=8)(torch.zeros(2, 5, 1000)).shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        width: int = 32,
+        stages: int = 3,
+        hidden: int = 64,
+        layers: int = 2,
+        cell: str = "lstm",
+    ) -> None:
+        super().__init__()
+        if len(input_shape) != 2:
+            raise ConfigError(f"PPGNet expects input_shape (channels, samples), got {tuple(input_shape)}.")
+        if cell not in ("lstm", "gru"):
+            raise ConfigError(f"PPGNet cell must be 'lstm' or 'gru', got '{cell}'.")
+        convs: list[nn.Module] = []
+        c_in = int(input_shape[0])
+        for _ in range(stages):
+            convs += [nn.Conv1d(c_in, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm1d(width), nn.ReLU()]
+            c_in = width
+        self.features = nn.Sequential(*convs)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(width, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.features(x).transpose(1, 2))
+        return self.head(out[:, -1])
+
+
 BACKBONES.register("small_cnn")(SmallCNN)
 BACKBONES.register("mlp")(MLP)
+BACKBONES.register("ppgnet")(PPGNet)
 
 
 def list_backbones() -> list[str]:

@@ -3,5 +3,6 @@
 from hwnas_pl.modules.analog_module import AnalogModule
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
+from hwnas_pl.modules.regression_module import RegressionModule
 
-__all__ = ["AnalogModule", "ClassifierModule", "HWNASModule", "NonFiniteLossError"]
+__all__ = ["AnalogModule", "ClassifierModule", "HWNASModule", "NonFiniteLossError", "RegressionModule"]

@@ -1,0 +1,91 @@
+"""What every DataModule of the package shares: the global batch size split over devices, and the loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from hwnas_pl.errors import ConfigError
+
+
+def check_positive(name: str, value: int | float, owner: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is positive."""
+    if value is None or value <= 0:
+        raise ConfigError(f"{owner} {name} must be positive, got {value}.")
+
+
+def check_fraction(name: str, value: float, owner: str) -> None:
+    """Raise :class:`ConfigError` unless ``0 <= value < 1``."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"{owner} {name} must be in [0, 1), got {value}.")
+
+
+class HWNASDataModule(L.LightningDataModule):
+    """Base of the package's DataModules.
+
+    ``batch_size`` is global: each of ``world_size`` devices loads ``batch_size // world_size`` samples per step, so
+    a config trains the same on one GPU and on eight. Subclasses fill :attr:`data_train`, :attr:`data_val` and
+    :attr:`data_test` in :meth:`build` (called once, on every rank); :meth:`prepare_data` (rank 0 only) downloads.
+
+    Args:
+        batch_size: global batch size.
+        num_workers: DataLoader worker processes.
+        pin_memory: page-locked host memory for faster copies to a GPU.
+    """
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        check_positive("batch_size", batch_size, type(self).__name__)
+        if num_workers < 0:
+            raise ConfigError(f"{type(self).__name__} num_workers must be 0 or more, got {num_workers}.")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.batch_size_per_device = batch_size
+        self.data_train: Dataset | None = None
+        self.data_val: Dataset | None = None
+        self.data_test: Dataset | None = None
+        self._built = False
+
+    def build(self) -> None:
+        """Read the dataset and set ``data_train``, ``data_val``, ``data_test`` (subclasses)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world_size:
+            raise ConfigError(f"Batch size {self.batch_size} is not divisible by the number of devices {world_size}.")
+        self.batch_size_per_device = self.batch_size // world_size
+        if not self._built:
+            self.build()
+            self._built = True
+
+    def collate_fn(self):
+        """The loaders' ``collate_fn`` (``None``: PyTorch's default)."""
+        return None
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool, split: str) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__} has no {split} split; call setup() first.")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size_per_device,
+            shuffle=shuffle,
+            drop_last=shuffle and len(dataset) > self.batch_size_per_device,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.data_train, shuffle=True, split="train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.data_val, shuffle=False, split="val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.data_test, shuffle=False, split="test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.data_test, shuffle=False, split="test")
