@@ -103,3 +103,76 @@ def write_troika(root: str | Path, bpm: dict[str, float], seconds: int = 30, tes
         s, tt = name.split("_")[1:]
         sio.savemat(root / f"True_{s}_{tt}.mat", {"BPM0": np.full((n_windows, 1), rate)})
     return root
+
+
+def write_apolloscape(
+    root: str | Path,
+    records: dict[str, int],
+    road: str = "road02",
+    cameras: tuple[str, ...] = ("Camera 5",),
+    size: tuple[int, int] = (24, 32),
+    scene: bool = False,
+) -> list[str]:
+    """ApolloScape frames in the published layout: ``records[name]`` frames per record and camera, 100 ms apart.
+
+    Lane layout: ``ColorImage_<road>/ColorImage/...jpg`` and ``Labels_<road>/Label/..._bin.png``; scene layout:
+    ``<road>_ins/ColorImage`` and ``<road>_ins/Label``. Labels: the left half is label id 200 (lane train id 1;
+    scene: id 33 car, train id 1), the right half 0 (lane void 0; scene 'others', ignored), the top row 255
+    (ignored). The frame's red channel encodes its index in the record (10·k). Returns the timestamps written.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    img_dir = root / (f"{road}_ins" if scene else f"ColorImage_{road}") / "ColorImage"
+    lab_dir = root / (f"{road}_ins" if scene else f"Labels_{road}") / "Label"
+    h, w = size
+    stamps = []
+    for rec, n in records.items():
+        for cam in cameras:
+            for d in (img_dir, lab_dir):
+                (d / rec / cam).mkdir(parents=True, exist_ok=True)
+            for k in reversed(range(n)):  # written out of order: the DataModule must sort by timestamp
+                ts = f"170927_0638{k // 10:02d}{(k % 10) * 100:03d}"
+                stem = f"{ts}_{cam.replace(' ', '_')}"
+                pixels = np.zeros((h, w, 3), dtype=np.uint8)
+                pixels[..., 0] = 10 * k
+                Image.fromarray(pixels).save(img_dir / rec / cam / f"{stem}.jpg", quality=95)
+                label = np.zeros((h, w), dtype=np.uint8)
+                label[:, : w // 2] = 33 if scene else 200
+                label[0] = 255
+                Image.fromarray(label).save(lab_dir / rec / cam / f"{stem}_bin.png")
+                stamps.append(ts)
+    return stamps
+
+
+def write_msd_task(root: str | Path, name: str = "Task09_Spleen", cases: int = 4, shape=(20, 20, 12), ct: bool = True):
+    """A Decathlon task folder: ``dataset.json`` + ``imagesTr``/``labelsTr`` NIfTI volumes (1 mm voxels).
+
+    Each case is background intensity −500 (CT) with a foreground cube of value 200 at voxels [6:14, 6:14, 3:9]
+    labelled 1."""
+    import json
+
+    import nibabel as nib
+
+    task = Path(root) / name
+    (task / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (task / "labelsTr").mkdir(parents=True, exist_ok=True)
+    training = []
+    for i in range(cases):
+        img = np.full(shape, -500.0 if ct else 10.0, dtype=np.float32)
+        lab = np.zeros(shape, dtype=np.uint8)
+        img[6:14, 6:14, 3:9] = 200.0
+        lab[6:14, 6:14, 3:9] = 1
+        nib.save(nib.Nifti1Image(img, np.eye(4)), task / "imagesTr" / f"case_{i}.nii.gz")
+        nib.save(nib.Nifti1Image(lab, np.eye(4)), task / "labelsTr" / f"case_{i}.nii.gz")
+        training.append({"image": f"./imagesTr/case_{i}.nii.gz", "label": f"./labelsTr/case_{i}.nii.gz"})
+    meta = {
+        "name": name.split("_", 1)[1],
+        "modality": {"0": "CT" if ct else "MRI"},
+        "labels": {"0": "background", "1": "organ"},
+        "numTraining": cases,
+        "training": training,
+        "test": [],
+    }
+    (task / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return task

@@ -4,5 +4,13 @@ from hwnas_pl.modules.analog_module import AnalogModule
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
 from hwnas_pl.modules.regression_module import RegressionModule
+from hwnas_pl.modules.segmentation_module import SegmentationModule
 
-__all__ = ["AnalogModule", "ClassifierModule", "HWNASModule", "NonFiniteLossError", "RegressionModule"]
+__all__ = [
+    "AnalogModule",
+    "ClassifierModule",
+    "HWNASModule",
+    "NonFiniteLossError",
+    "RegressionModule",
+    "SegmentationModule",
+]

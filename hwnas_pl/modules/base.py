@@ -59,6 +59,17 @@ class HWNASModule(L.LightningModule):
         writer = hparams.get("_class_path")
         check_state_dict_matches(self, checkpoint["state_dict"], source=source, writer=writer)
 
+    def optimizers_from_factories(self) -> Any:
+        """``configure_optimizers`` from ``self.optimizer_factory`` and the optional ``self.scheduler_factory``.
+
+        The scheduler steps every epoch; ``ReduceLROnPlateau`` monitors ``val/loss``.
+        """
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
     def check_finite(self, loss: torch.Tensor, name: str = "training loss") -> torch.Tensor:
         """Return ``loss`` if finite; otherwise raise :class:`NonFiniteLossError` naming where it happened."""
         if not torch.isfinite(loss).all():
