@@ -62,8 +62,10 @@ class UNet(nn.Module):
 
 
 class TimmFPN(nn.Module):
-    """A timm encoder's feature pyramid, each level projected to ``width`` channels, up-sampled and summed, then a
-    3×3 conv head and bilinear up-sampling to the input size.
+    """A timm encoder with a light FPN-style decoder, for 2-D segmentation.
+
+    Each level of the encoder's feature pyramid is projected to ``width`` channels, up-sampled and summed; a 3×3
+    conv head and bilinear up-sampling to the input size follow.
 
     Args:
         num_classes: output channels.
