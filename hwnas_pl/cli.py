@@ -175,6 +175,19 @@ def _user_error(exc: BaseException | None) -> UserInputError | None:
     return None
 
 
+def one_sentence(err: BaseException) -> str:
+    """The message of ``err``; for an error re-raised from a DataLoader worker, the worker's own sentence.
+
+    PyTorch re-raises a worker's exception with "Caught X in DataLoader worker process N" and the worker's
+    traceback as the message; its last line is ``module.X: <the sentence>``.
+    """
+    message = str(err)
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 class CommandParser(ExplainedErrorsMixin, ArgumentParser):
     """jsonargparse parser of the non-Lightning subcommands, with one-sentence errors."""
 
@@ -265,5 +278,5 @@ def cli_main(args: ArgsType = None) -> None:
         err = _user_error(exc)
         if err is None or os.environ.get(DEBUG_ENV):
             raise
-        print(f"hwnas: error: {err}", file=sys.stderr, flush=True)
+        print(f"hwnas: error: {one_sentence(err)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

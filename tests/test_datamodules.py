@@ -278,6 +278,8 @@ FIT = ["--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer
     ("config", "writer", "overrides"),
     [
         ("cifar10_classifier.yaml", lambda p: write_cifar10(p), ["--data.init_args.val_size", "10"]),
+        ("analog_hwa_cifar10.yaml", lambda p: write_cifar10(p),
+         ["--data.init_args.val_size", "4", "--trainer.callbacks.init_args.trials", "1"]),
         ("cifar100_classifier.yaml", lambda p: write_cifar100(p), ["--data.init_args.val_size", "10"]),
         ("imagenet16_classifier.yaml", lambda p: write_imagenet16(p), []),
         ("imagenet_classifier.yaml", lambda p: write_image_folders(p, ["n01", "n02"]),
@@ -301,3 +303,43 @@ def test_each_experiment_config_fits_its_fixture(tmp_path, config, writer, overr
     args = ["fit", "--config", str(CONFIGS / config), "--data.init_args.data_dir", str(data_dir),
             "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2", *FIT, *overrides]  # fmt: skip
     cli_main(args)
+
+
+@pytest.mark.slow
+def test_corrupt_image_in_a_worker_ends_with_one_sentence(tmp_path, capsys):
+    root = write_image_folders(tmp_path / "data", ["n01", "n02"], train_per_class=2, val_per_class=1)
+    (root / "train" / "n02" / "n02_1.JPEG").write_bytes(b"truncated")
+    args = ["fit", "--config", str(CONFIGS / "imagenet_classifier.yaml"), "--data.init_args.data_dir", str(root),
+            "--data.init_args.num_workers", "1", "--data.init_args.batch_size", "4", "--data.init_args.classes",
+            "null", "--data.init_args.image_size", "32", "--data.init_args.pin_memory", "false", *FIT]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("hwnas: error: ImageNet image '") and err.endswith("expected a JPEG/PNG.")
+    assert "n02_1.JPEG' could not be decoded" in err and "Traceback" not in err
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_prepare_data_runs_on_rank_zero_only_under_ddp(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import hwnas_env
+
+    write_cifar10(tmp_path / "data")
+    records = tmp_path / "records"
+    cmd = [
+        str(Path(sys.executable).parent / "hwnas"), "fit", "--config", str(CONFIGS / "cifar10_classifier.yaml"),
+        "--trainer", str(CONFIGS / "trainer" / "ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--data", "rank_prepare.RecordingCIFAR", f"--data.record_dir={records}",
+        f"--data.data_dir={tmp_path / 'data'}", "--data.val_size=10", "--data.batch_size=4", "--data.num_workers=0",
+        "--model.init_args.backbone=small_cnn", *FIT,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = sorted(p.name.split("_pid")[0] for p in records.iterdir())
+    assert names == ["prepare_rank0", "setup_rank0", "setup_rank1"]
+    assert {p.read_text() for p in records.glob("setup_*")} == {"2"}  # global batch 4 split over 2 processes

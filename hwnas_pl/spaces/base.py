@@ -357,3 +357,22 @@ def list_search_spaces() -> list[str]:
 def create_search_space(name: str, **kwargs: Any) -> SearchSpace:
     """The registered search space ``name`` built with ``kwargs`` (``None`` values dropped)."""
     return SEARCH_SPACES.create(name, **kwargs)
+
+
+class ArchNetwork(nn.Module):
+    """One architecture of a search space as a backbone, e.g. a searched network retrained with ``hwnas fit``.
+
+    Args:
+        num_classes: number of output logits (linked from the DataModule by the CLI).
+        input_shape: shape of one sample (linked from the DataModule by the CLI).
+        space: the search space.
+        arch: the architecture in the space's string format.
+    """
+
+    def __init__(self, num_classes: int, input_shape: Sequence[int], space: SearchSpace, arch: str) -> None:
+        super().__init__()
+        self.arch = space.to_string(space.from_string(arch))
+        self.net = space.build(space.from_string(arch), num_classes, tuple(input_shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
