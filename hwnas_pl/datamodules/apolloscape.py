@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hwnas_pl.datamodules.base import HWNASDataModule, check_fraction
+from hwnas_pl.datamodules.base import HWNASDataModule, check_fraction, holdout_split
 from hwnas_pl.datamodules.imagenet import load_rgb
 from hwnas_pl.datamodules.layout import DatasetLayoutError, require_dir
 from hwnas_pl.errors import ConfigError
@@ -270,9 +270,7 @@ class ApolloScapeDataModule(HWNASDataModule):
                 raise ConfigError(f"ApolloScapeDataModule val_records {unknown} are not in '{hp.data_dir}'.")
             held = {r for r in records if r[1] in set(hp.val_records)}
         else:
-            perm = torch.randperm(len(records), generator=torch.Generator().manual_seed(hp.seed)).tolist()
-            n_val = min(len(records) - 1, max(1, round(len(records) * hp.val_fraction))) if hp.val_fraction else 0
-            held = {records[i] for i in perm[:n_val]}
+            held = {records[i] for i in holdout_split(len(records), hp.val_fraction, hp.seed)[1]}
         train = [f for f in frames if (f.road, f.record) not in held]
         val = [f for f in frames if (f.road, f.record) in held]
         if not train:

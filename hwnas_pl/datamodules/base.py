@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hwnas_pl.errors import ConfigError
@@ -18,6 +19,16 @@ def check_fraction(name: str, value: float, owner: str) -> None:
     """Raise :class:`ConfigError` unless ``0 <= value < 1``."""
     if not 0 <= value < 1:
         raise ConfigError(f"{owner} {name} must be in [0, 1), got {value}.")
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded (kept, held-out) sorted indices of ``range(n)``.
+
+    The held-out share is ``round(fraction · n)``, at least one when ``fraction > 0`` and never all ``n``.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_held = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
+    return sorted(perm[n_held:]), sorted(perm[:n_held])
 
 
 class HWNASDataModule(L.LightningDataModule):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hwnas_pl.datamodules.base import HWNASDataModule, check_fraction
+from hwnas_pl.datamodules.base import HWNASDataModule, check_fraction, holdout_split
 from hwnas_pl.datamodules.layout import DatasetLayoutError, require_dir, require_file
 from hwnas_pl.errors import ConfigError
 
@@ -196,10 +196,8 @@ class MSDDataModule(HWNASDataModule):
         hp = self.hparams
         self.meta, items = read_task(hp.data_dir)
         check_volumes(items)
-        perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(hp.seed)).tolist()
-        n_val = min(len(items) - 1, max(1, round(len(items) * hp.val_fraction))) if hp.val_fraction else 0
-        train = [items[i] for i in sorted(perm[n_val:])]
-        val = [items[i] for i in sorted(perm[:n_val])]
+        kept, held = holdout_split(len(items), hp.val_fraction, hp.seed)
+        train, val = [items[i] for i in kept], [items[i] for i in held]
 
         def dataset(data, train_split):
             tf = self.transforms(train_split)
