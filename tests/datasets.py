@@ -167,7 +167,7 @@ def write_msd_task(root: str | Path, name: str = "Task09_Spleen", cases: int = 4
         nib.save(nib.Nifti1Image(lab, np.eye(4)), task / "labelsTr" / f"case_{i}.nii.gz")
         training.append({"image": f"./imagesTr/case_{i}.nii.gz", "label": f"./labelsTr/case_{i}.nii.gz"})
     meta = {
-        "name": name.split("_", 1)[1],
+        "name": name.split("_", 1)[-1],
         "modality": {"0": "CT" if ct else "MRI"},
         "labels": {"0": "background", "1": "organ"},
         "numTraining": cases,

@@ -1,7 +1,17 @@
 """Every YAML under configs/ parses and instantiates (``run=False``), as the lightning-hydra-template does."""
 
 import pytest
+import yaml
 from conftest import CONFIGS, DIGITS_CONFIG
+from datasets import (
+    write_apolloscape,
+    write_cifar10,
+    write_cifar100,
+    write_image_folders,
+    write_imagenet16,
+    write_msd_task,
+    write_troika,
+)
 
 from hwnas_pl.cli import HWNASCLI
 
@@ -11,16 +21,44 @@ GROUP_FLAG = {"trainer": "--trainer", "model": "--model", "data": "--data", "log
 GROUP_FILES = sorted(p for group in GROUP_FLAG for p in (CONFIGS / group).glob("*.yaml"))
 
 
+def data_dir_args(path, tmp_path) -> list[str]:
+    """``--data.init_args.data_dir`` pointing at a tiny copy, in its real format, of the dataset ``path`` names."""
+    config = yaml.safe_load(path.read_text())
+    init = (config.get("data", config) or {}).get("init_args", {})
+    name = (config.get("data", config) or {}).get("class_path", "").rsplit(".", 1)[-1]
+    root = tmp_path / "data"
+    writers = {
+        "CIFARDataModule": lambda: write_cifar100(root) if init.get("dataset") == "cifar100" else write_cifar10(root),
+        "ImageNet16DataModule": lambda: write_imagenet16(root),
+        "ImageNetDataModule": lambda: write_image_folders(root, [f"n{i:02d}" for i in range(100)], 1, 1),
+        "ApolloScapeDataModule": lambda: write_apolloscape(root, {"R1": 1}, scene=init.get("task") == "scene"),
+        "MSDDataModule": lambda: write_msd_task(tmp_path, name="data"),
+        "TROIKADataModule": lambda: write_troika(
+            root, {"DATA_01_TYPE01": 70, "DATA_11_TYPE02": 80, "DATA_12_TYPE02": 90}
+        ),
+    }
+    if name not in writers:
+        return []
+    writers[name]()
+    return ["--data.init_args.data_dir", str(root)]
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_experiment_config_instantiates(path):
-    cli = HWNASCLI(args=["--config", str(path), "--trainer.accelerator", "cpu"], run=False)
+def test_experiment_config_instantiates(path, tmp_path):
+    args = ["--config", str(path), "--trainer.accelerator", "cpu", *data_dir_args(path, tmp_path)]
+    cli = HWNASCLI(args=args, run=False)
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
 
 
 @pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_group_config_composes_with_an_experiment(path):
+def test_group_config_composes_with_an_experiment(path, tmp_path):
     flag = GROUP_FLAG[path.parent.name]
-    cli = HWNASCLI(args=["--config", str(DIGITS_CONFIG), flag, str(path), "--trainer.accelerator", "cpu"], run=False)
+    base = DIGITS_CONFIG
+    if path.parent.name == "data":  # on the experiment of the same task (a 3-D or regression dataset needs its model)
+        wanted = yaml.safe_load(path.read_text())["class_path"]
+        base = next((e for e in EXPERIMENTS if yaml.safe_load(e.read_text())["data"]["class_path"] == wanted), base)
+    args = ["--config", str(base), flag, str(path), "--trainer.accelerator", "cpu"]
+    cli = HWNASCLI(args=[*args, *data_dir_args(path, tmp_path)], run=False)
     assert cli.trainer is not None
     if path.parent.name == "logger":
         assert type(cli.trainer.logger).__name__ in path.read_text()

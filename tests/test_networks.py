@@ -44,7 +44,10 @@ def test_build_backbone_from_dotted_path_and_factory():
 @pytest.mark.parametrize(
     ("name", "match"),
     [
-        ("no_such_net", r"Unknown backbone 'no_such_net'; expected one of the package's backbones \(mlp, ppgnet, small_cnn\)"),
+        (
+            "no_such_net",
+            r"Unknown backbone 'no_such_net'; expected one of the package's backbones \(mlp, ppgnet, small_cnn\)",
+        ),
         ("hwnas_pl.networks.Nope", r"Backbone 'hwnas_pl.networks.Nope' could not be imported"),
     ],
 )
