@@ -175,11 +175,6 @@ class ApolloScapeFrames(Dataset):
                 ids = torch.from_numpy(np.asarray(lab.convert("L")).astype(np.int64))
         except OSError as err:
             raise DatasetLayoutError(f"ApolloScape label '{frame.label}' could not be decoded ({err}).") from None
-        if ids.shape != img.shape[1:]:
-            raise DatasetLayoutError(
-                f"ApolloScape label '{frame.label}' is {ids.shape[1]}×{ids.shape[0]} but its frame is "
-                f"{img.shape[2]}×{img.shape[1]}; expected the same size."
-            )
         x = F.interpolate(img[None].float() / 255, size=self.size, mode="bilinear", align_corners=False)[0]
         y = F.interpolate(self.lookup[ids][None, None].float(), size=self.size, mode="nearest")[0, 0].long()
         return (x - self.MEAN) / self.STD, y

@@ -21,14 +21,20 @@ def check_fraction(name: str, value: float, owner: str) -> None:
         raise ConfigError(f"{owner} {name} must be in [0, 1), got {value}.")
 
 
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded (kept, held-out) sorted indices of ``range(n)``.
+def seeded_split(n: int, n_holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded permutation of ``range(n)`` cut into sorted (kept, held-out) index tensors, ``n_holdout`` held out."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_holdout:].sort().values, perm[:n_holdout].sort().values
 
-    The held-out share is ``round(fraction · n)``, at least one when ``fraction > 0`` and never all ``n``.
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """:func:`seeded_split` holding out a share ``fraction`` of ``n`` as lists.
+
+    ``round(fraction · n)`` are held out, at least one when ``fraction > 0`` and never all ``n``.
     """
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_held = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
-    return sorted(perm[n_held:]), sorted(perm[:n_held])
+    kept, held = seeded_split(n, n_held, seed)
+    return kept.tolist(), held.tolist()
 
 
 class HWNASDataModule(L.LightningDataModule):
@@ -43,6 +49,9 @@ class HWNASDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         pin_memory: page-locked host memory for faster copies to a GPU.
     """
+
+    #: drop the last, incomplete training batch (a batch of one breaks BatchNorm after global pooling)
+    drop_last_train = True
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = False) -> None:
         super().__init__()
@@ -75,14 +84,15 @@ class HWNASDataModule(L.LightningDataModule):
         """The loaders' ``collate_fn`` (``None``: PyTorch's default)."""
         return None
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool, split: str) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, shuffle: bool, split: str, batch_size: int | None = None) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} split; call setup() first.")
+        batch_size = batch_size or self.batch_size_per_device
         return DataLoader(
             dataset,
-            batch_size=self.batch_size_per_device,
+            batch_size=batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > self.batch_size_per_device,
+            drop_last=shuffle and self.drop_last_train and len(dataset) > batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwnas_pl.datamodules.base import HWNASDataModule
+from hwnas_pl.datamodules.base import HWNASDataModule, seeded_split
 from hwnas_pl.datamodules.image_arrays import (
     ArrayImageDataset,
     read_pickle_batch,
-    seeded_split,
     small_image_transform,
     to_image_tensor,
 )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from hwnas_pl.datamodules.base import HWNASDataModule
 from hwnas_pl.datamodules.layout import DatasetLayoutError, require_dir
 from hwnas_pl.errors import ConfigError
 
@@ -60,7 +60,7 @@ def load_digits_arrays(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndar
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(HWNASDataModule):
     """Seeded train/val/test splits of the 8×8 handwritten digits.
 
     Pixels are scaled to [0, 1] and standardised with the training split's mean and std. ``resize`` and
@@ -78,6 +78,7 @@ class DigitsDataModule(L.LightningDataModule):
     """
 
     num_classes: int = 10
+    drop_last_train = False  # every training image counts once per epoch, as this module has always loaded them
 
     def __init__(
         self,
@@ -90,7 +91,7 @@ class DigitsDataModule(L.LightningDataModule):
         channels: int = 1,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         if channels not in (1, 3):
             raise ConfigError(f"DigitsDataModule channels must be 1 or 3, got {channels}.")
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -100,15 +101,9 @@ class DigitsDataModule(L.LightningDataModule):
             )
         if resize is not None and resize < 1:
             raise ConfigError(f"DigitsDataModule resize must be a positive side length or null, got {resize}.")
-        if batch_size < 1:
-            raise ConfigError(f"DigitsDataModule batch_size must be >= 1, got {batch_size}.")
         if data_dir is not None:
             require_dir(data_dir, "Digits", _LAYOUT)  # fail at construction, before any Trainer starts
         self.save_hyperparameters(logger=False)
-        self.batch_size_per_device = batch_size
-        self.data_train: TensorDataset | None = None
-        self.data_val: TensorDataset | None = None
-        self.data_test: TensorDataset | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -123,15 +118,7 @@ class DigitsDataModule(L.LightningDataModule):
         n_test = round(n * self.hparams.test_fraction)
         return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
 
-    def setup(self, stage: str | None = None) -> None:
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        if self.hparams.batch_size % world_size:
-            raise ConfigError(
-                f"Batch size {self.hparams.batch_size} is not divisible by the number of devices {world_size}."
-            )
-        self.batch_size_per_device = self.hparams.batch_size // world_size
-        if self.data_train is not None:
-            return
+    def build(self) -> None:
         images, labels = load_digits_arrays(self.hparams.data_dir)
         x = torch.from_numpy(images).float().div_(16.0).unsqueeze(1)
         if self.hparams.resize:
@@ -143,26 +130,3 @@ class DigitsDataModule(L.LightningDataModule):
         self.data_train = TensorDataset(x[train_idx], y[train_idx])
         self.data_val = TensorDataset(x[val_idx], y[val_idx])
         self.data_test = TensorDataset(x[test_idx], y[test_idx])
-
-    def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("DigitsDataModule.setup() must run before its dataloaders are requested.")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size_per_device,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.data_train, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.data_val, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.data_test, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.data_test, shuffle=False)

@@ -98,9 +98,3 @@ class ArrayImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         img = self.images[i]
         return (self.transform(img) if self.transform is not None else img), self.labels[i]
-
-
-def seeded_split(n: int, n_holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded permutation of ``range(n)`` cut into (kept, held-out) index tensors, the latter of ``n_holdout``."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_holdout:].sort().values, perm[:n_holdout].sort().values

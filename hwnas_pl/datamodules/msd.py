@@ -14,8 +14,6 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from hwnas_pl.datamodules.base import HWNASDataModule, check_fraction, holdout_split
 from hwnas_pl.datamodules.layout import DatasetLayoutError, require_dir, require_file
 from hwnas_pl.errors import ConfigError
@@ -136,8 +134,9 @@ class MSDDataModule(HWNASDataModule):
             raise ConfigError(f"MSDDataModule cache_rate must be in [0, 1], got {cache_rate}.")
         self.save_hyperparameters(logger=False)
         self.meta: dict | None = None
+        self.items: list[dict[str, str]] | None = None
         if not download:
-            self.meta, _ = read_task(data_dir)
+            self.meta, self.items = read_task(data_dir)
 
     @property
     def num_classes(self) -> int:
@@ -194,7 +193,9 @@ class MSDDataModule(HWNASDataModule):
         from monai.data import CacheDataset, Dataset
 
         hp = self.hparams
-        self.meta, items = read_task(hp.data_dir)
+        if self.items is None:  # downloaded by prepare_data
+            self.meta, self.items = read_task(hp.data_dir)
+        items = self.items
         check_volumes(items)
         kept, held = holdout_split(len(items), hp.val_fraction, hp.seed)
         train, val = [items[i] for i in kept], [items[i] for i in held]
@@ -209,10 +210,7 @@ class MSDDataModule(HWNASDataModule):
         self.data_val = self.data_test = dataset(val, False) if val else None
 
     def val_dataloader(self):
-        loader = super().val_dataloader()
-        return torch.utils.data.DataLoader(
-            loader.dataset, batch_size=1, num_workers=self.num_workers, collate_fn=self.collate_fn()
-        )
+        return self._loader(self.data_val, shuffle=False, split="val", batch_size=1)  # whole volumes
 
     def test_dataloader(self):
         return self.val_dataloader()
