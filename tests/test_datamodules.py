@@ -267,6 +267,9 @@ def test_segmentation_module_slice_wise_inference_of_volumes():
     assert out.shape == (1, 2, 8, 8, 5)
     module.eval()
     assert torch.allclose(module.infer(volume)[..., 3], module.net(volume[..., 3]), atol=1e-5)
+    # prediction batches carry no labels: a MONAI dict with only the image, or a bare image tensor
+    assert module.predict_step({"image": volume}, 0).shape == (1, 8, 8, 5)
+    assert module.predict_step(torch.randn(2, 1, 8, 8), 0).shape == (2, 8, 8)
 
 
 # ---------------------------------------------------------------------------------------------------- hwnas fit

@@ -55,7 +55,6 @@ class RegressionModule(HWNASModule):
         self.loss_fn = LOSSES[loss]
         self.offset, self.scale = target_offset, target_scale
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.num_outputs = num_classes
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_aae, self.test_aae = MeanAbsoluteError(), MeanAbsoluteError()
         self.val_aae_best = MinMetric()

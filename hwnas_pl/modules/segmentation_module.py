@@ -179,8 +179,14 @@ class SegmentationModule(HWNASModule):
 
     @override
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = self.unpack(batch)[0] if isinstance(batch, (dict, list, tuple)) else batch
-        return self.infer(x).argmax(1)
+        """Class maps of the images; prediction batches need no labels."""
+        if isinstance(batch, dict):
+            x = batch["image"]
+        else:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            if self.spatial_dims == 2 and x.dim() == 5:  # (B, L, C, H, W) consecutive frames, as in unpack()
+                x = x.flatten(0, 1)
+        return self.infer(torch.as_tensor(x).float()).argmax(1)
 
     @override
     def configure_optimizers(self) -> Any:

@@ -371,8 +371,9 @@ class ArchNetwork(nn.Module):
 
     def __init__(self, num_classes: int, input_shape: Sequence[int], space: SearchSpace, arch: str) -> None:
         super().__init__()
-        self.arch = space.to_string(space.from_string(arch))
-        self.net = space.build(space.from_string(arch), num_classes, tuple(input_shape))
+        parsed = space.from_string(arch)
+        self.arch = space.to_string(parsed)
+        self.net = space.build(parsed, num_classes, tuple(input_shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
