@@ -9,6 +9,7 @@ the ``_``-prefixed hooks and :meth:`build`; the public methods validate their in
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -91,6 +92,19 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, arch: Arch, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
         """A trainable network of ``arch`` for ``num_classes`` outputs and inputs of ``input_shape``."""
+
+    def build_supernet(self, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
+        """A weight-sharing :class:`~hwnas_pl.spaces.supernet.Supernet` of the space (spaces that have one)."""
+        raise ConfigError(
+            f"The {self.name} space has no weight-sharing supernet; expected a space that builds one "
+            "(nasbench201, mbconv)."
+        )
+
+    def config(self) -> dict[str, Any]:
+        """``{class_path, init_args}`` that rebuilds this space from a YAML config (its ``__init__`` arguments)."""
+        params = inspect.signature(type(self).__init__).parameters
+        init_args = {k: getattr(self, k) for k in params if k != "self" and hasattr(self, k)}
+        return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
 
     # ------------------------------------------------------------------ public API
     @property

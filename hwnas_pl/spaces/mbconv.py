@@ -21,6 +21,7 @@ from torch import nn
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+from hwnas_pl.spaces.supernet import ChoiceLayer, Supernet, rename_prefix
 
 MBCONV_CHOICES = tuple(f"mb_k{k}_e{e}" for k in (3, 5, 7) for e in (3, 6))
 SKIP = "skip"
@@ -83,6 +84,39 @@ def _head(c_in: int, num_classes: int) -> nn.Module:
         nn.Flatten(),
         nn.Linear(HEAD_CHANNELS, num_classes),
     )
+
+
+class MBConvSupernet(Supernet):
+    """Stem → first MBConv → a :class:`ChoiceLayer` per searchable layer (``skip``: identity) → head."""
+
+    def __init__(self, space: MBConvSpace, num_classes: int, in_channels: int) -> None:
+        super().__init__([space.choices(i) for i in range(len(space.layers))])
+        self.stem = _stem(in_channels, space.stem_stride)
+        self.first = MBConv(STEM_CHANNELS, FIRST_CHANNELS, 3, 1, 1)
+        self.layers = nn.ModuleList(
+            ChoiceLayer({c: nn.Identity() if c == SKIP else MBConv(ci, co, *parse_choice(c), stride) for c in choices})
+            for (ci, co, stride, _), choices in zip(space.layers, self.choices)
+        )
+        self.head = _head(space.layers[-1][1], num_classes)
+
+    def _forward(self, x, ops: tuple[str, ...]):
+        x = self.first(self.stem(x))
+        for layer, op in zip(self.layers, ops):
+            x = layer(x, op)
+        return self.head(x)
+
+    def places(self, layer: int) -> list[ChoiceLayer]:
+        return [self.layers[layer]]
+
+    def _child_key(self, name: str, ops: tuple[str, ...]) -> str | None:
+        # space.build is Sequential(stem, first, *non-skip layers, head)
+        kept = [i for i, op in enumerate(ops) if op != SKIP]
+        if name.startswith("layers."):
+            layer, op, rest = name[len("layers.") :].split(".", 2)
+            if ops[int(layer)] != op:
+                return None
+            return f"{2 + kept.index(int(layer))}.{rest}"
+        return rename_prefix(name, [(r"stem\.", "0."), (r"first\.", "1."), (r"head\.", f"{2 + len(kept)}.")])
 
 
 @register_search_space("mbconv")
@@ -189,6 +223,10 @@ class MBConvSpace(SearchSpace):
         head = lambda c=c_last: _head(c, num_classes)  # noqa: E731
         ops.append(OpSpec(f"head:{c_last}-{num_classes}@{c_last}x{h}x{w}", head, (c_last, h, w)))
         return ops
+
+    def build_supernet(self, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> MBConvSupernet:
+        """Every choice of every searchable layer; a path picks one per layer (PRP-NAS §3.3, ProxylessNAS space)."""
+        return MBConvSupernet(self, num_classes, int(input_shape[0]))
 
     def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
         arch = self.validate(arch)

@@ -15,6 +15,7 @@ classifier (Dong & Yang, ICLR 2020; thesis §3.2 and §3.3 search on it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+from hwnas_pl.spaces.supernet import ChoiceLayer, Supernet, rename_prefix
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: Edges (from node, to node) in NAS-Bench-201's string order.
@@ -78,6 +80,32 @@ class NB201Cell(nn.Module):
         return nodes[3]
 
 
+class NoneOp(nn.Module):
+    """The ``none`` op in a supernet: its edge adds nothing to the node (kept so that it can be chosen and pruned)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+class NB201SuperCell(nn.Module):
+    """A cell holding every op on every edge; a path picks one op per edge, as :class:`NB201Cell` computes it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(
+            ChoiceLayer({op: NoneOp() if op == "none" else make_op(op, channels) for op in OPS}) for _ in EDGES
+        )
+
+    def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:
+        nodes = [x]
+        for j in (1, 2, 3):
+            inputs = [
+                edge(nodes[i], op) for (i, to), edge, op in zip(EDGES, self.edges, ops) if to == j and op != "none"
+            ]
+            nodes.append(torch.stack(inputs).sum(0) if inputs else torch.zeros_like(x))
+        return nodes[3]
+
+
 class NodeSum(nn.Module):
     """Sum of ``k`` tensors as a cell node computes it; standalone, it sums ``k`` copies of its input (LUT timing)."""
 
@@ -103,9 +131,15 @@ class ResidualReduction(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """Stem → N cells (C) → reduction → N cells (2C) → reduction → N cells (4C) → BN-ReLU → pool → linear."""
+    """Stem → N cells (C) → reduction → N cells (2C) → reduction → N cells (4C) → BN-ReLU → pool → linear.
 
-    def __init__(self, arch: Sequence[str], num_classes: int, in_channels: int, channels: int, cells: int) -> None:
+    ``arch=None`` builds the supernet skeleton: every cell is an :class:`NB201SuperCell` and :meth:`forward` takes
+    the path.
+    """
+
+    def __init__(
+        self, arch: Sequence[str] | None, num_classes: int, in_channels: int, channels: int, cells: int
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         layers: list[nn.Module] = []
@@ -114,15 +148,43 @@ class NB201Network(nn.Module):
             if stage:
                 layers.append(ResidualReduction(c, 2 * c))
                 c *= 2
-            layers.extend(NB201Cell(arch, c) for _ in range(cells))
+            layers.extend(NB201Cell(arch, c) if arch is not None else NB201SuperCell(c) for _ in range(cells))
         self.cells = nn.Sequential(*layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
+    def forward(self, x: torch.Tensor, ops: Sequence[str] | None = None) -> torch.Tensor:
+        x = self.stem(x)
+        for layer in self.cells:
+            x = layer(x, ops) if isinstance(layer, NB201SuperCell) else layer(x)
+        x = self.lastact(x)
         return self.classifier(self.pool(x).flatten(1))
+
+
+class NB201Supernet(Supernet):
+    """The NAS-Bench-201 network with an :class:`NB201SuperCell` in every cell position; layers are the 6 edges."""
+
+    def __init__(self, num_classes: int, in_channels: int, channels: int, cells: int) -> None:
+        super().__init__([OPS] * len(EDGES))
+        self.net = NB201Network(None, num_classes, in_channels, channels, cells)
+
+    def _forward(self, x: torch.Tensor, ops: tuple[str, ...]) -> torch.Tensor:
+        return self.net(x, ops)
+
+    def places(self, layer: int) -> list[ChoiceLayer]:
+        return [cell.edges[layer] for cell in self.net.cells if isinstance(cell, NB201SuperCell)]
+
+    def _child_key(self, name: str, ops: tuple[str, ...]) -> str | None:
+        # supernet net.cells.K.edges.E.OP.rest -> NB201Cell cells.K.ops.M.rest (M: position among non-none edges)
+        match = re.match(r"net\.cells\.(\d+)\.edges\.(\d+)\.([a-z0-9_]+)\.(.*)", name)
+        if match:
+            cell, edge, op, rest = match.groups()
+            if ops[int(edge)] != op:
+                return None
+            position = sum(1 for o in ops[: int(edge)] if o != "none")
+            return f"cells.{cell}.ops.{position}.{rest}"
+        return rename_prefix(name, [(r"net\.", "")])
 
 
 @register_search_space("nasbench201")
@@ -313,6 +375,10 @@ class NASBench201Space(SearchSpace):
         )
         ops.append(OpSpec(f"head:{c}-{num_classes}@{c}x{h}x{w}", head, (c, h, w)))
         return ops
+
+    def build_supernet(self, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> NB201Supernet:
+        """Every op on every edge of every cell; a path picks one op per edge (PRP-NAS §3.3 on NAS-Bench-201)."""
+        return NB201Supernet(num_classes, int(input_shape[0]), self.channels, self.cells)
 
     def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
         arch = self.validate(arch)
