@@ -10,9 +10,11 @@ architectures and the arrays.
 from __future__ import annotations
 
 import csv
+import functools
+import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,29 @@ def register_cost_model(name: str):
 def list_cost_models() -> list[str]:
     """Registered cost-model names."""
     return COST_MODELS.names()
+
+
+#: A cost-model class given in YAML by class_path and init_args, without the space (passed in when it is built).
+CostModelFactory = Callable[[SearchSpace], "CostModel"]
+
+
+def build_cost_model(
+    factory: CostModelFactory, space: SearchSpace, input_shape: Sequence[int], num_classes: int
+) -> CostModel:
+    """``factory(space)``, passing the data's ``input_shape`` and ``num_classes`` when the class takes them.
+
+    A cost model that prices one network input (a latency LUT, the analytic counts) must see the shape the model
+    is trained on, so a config does not repeat it.
+    """
+    target = factory
+    while isinstance(target, functools.partial):  # jsonargparse: partial(instantiator, cls, **init_args)
+        target = next((a for a in reversed(target.args) if inspect.isclass(a)), target.func)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    extra = {"input_shape": tuple(int(s) for s in input_shape), "num_classes": int(num_classes)}
+    return factory(space, **{k: v for k, v in extra.items() if k in params})
 
 
 class CostModel(ABC):

@@ -5,6 +5,7 @@ from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
 from hwnas_pl.modules.regression_module import RegressionModule
 from hwnas_pl.modules.segmentation_module import SegmentationModule
+from hwnas_pl.modules.supernet_module import SupernetModule
 
 __all__ = [
     "AnalogModule",
@@ -13,4 +14,5 @@ __all__ = [
     "NonFiniteLossError",
     "RegressionModule",
     "SegmentationModule",
+    "SupernetModule",
 ]

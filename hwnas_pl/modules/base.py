@@ -59,12 +59,13 @@ class HWNASModule(L.LightningModule):
         writer = hparams.get("_class_path")
         check_state_dict_matches(self, checkpoint["state_dict"], source=source, writer=writer)
 
-    def optimizers_from_factories(self) -> Any:
+    def optimizers_from_factories(self, parameters: Any = None) -> Any:
         """``configure_optimizers`` from ``self.optimizer_factory`` and the optional ``self.scheduler_factory``.
 
-        The scheduler steps every epoch; ``ReduceLROnPlateau`` monitors ``val/loss``.
+        ``parameters`` default to all of the module's. The scheduler steps every epoch; ``ReduceLROnPlateau``
+        monitors ``val/loss``.
         """
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self.parameters() if parameters is None else parameters)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

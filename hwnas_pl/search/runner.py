@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import CostModel
+from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory
 from hwnas_pl.pareto import as_minimization, hypervolume, nadir_reference_point, non_dominated_fronts
 from hwnas_pl.search.strategies import SearchStrategy
 from hwnas_pl.spaces.base import SearchSpace
@@ -34,7 +34,6 @@ STATE_VERSION = 1
 
 #: A strategy or cost-model class given in YAML by class_path and init_args, without the space (passed in).
 StrategyFactory = Callable[[SearchSpace], SearchStrategy]
-CostModelFactory = Callable[[SearchSpace], CostModel]
 
 
 @dataclass

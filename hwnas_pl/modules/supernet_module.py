@@ -1,0 +1,353 @@
+"""PRP-NAS supernet training (thesis §3.3, Algorithm 2) as a LightningModule.
+
+Phases, by epoch:
+
+1. **Warm-up** (``warmup_epochs`` = N_f): FairNAS strict fairness. Each step trains ``K`` single-path models that
+   together use every alive op of every layer once (:func:`~hwnas_pl.prpnas.fair_paths`); their losses are summed,
+   so the gradients accumulate into one optimiser step.
+2. **Search** (the remaining epochs, N_p): each step trains one path, ``argmax(α)`` per layer (the thesis) or a
+   path sampled from ``softmax(α)`` (``path: sample``).
+
+α holds one score per candidate op per layer, normalised per layer by a softmax over the alive ops. It is not
+trained by the task loss: :class:`~hwnas_pl.callbacks.ParetoRankAlphaUpdate` updates it with its own optimiser,
+and :class:`~hwnas_pl.callbacks.OperationPruning` calls :meth:`SupernetModule.prune_ops`. The pruned ops, the
+sampler's state and the space's identity travel in the checkpoint.
+
+Under DDP every rank draws the same paths (one seeded generator, same state everywhere), α is excluded from DDP's
+gradient reduction and updated identically on every rank, and ``find_unused_parameters`` is switched on because a
+single path leaves the other ops without gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
+
+from hwnas_pl.checkpoint import CheckpointMismatchError
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory, build_cost_model
+from hwnas_pl.modules.base import HWNASModule
+from hwnas_pl.prpnas import fair_paths, masked_softmax, sample_paths
+from hwnas_pl.spaces.base import SearchSpace
+from hwnas_pl.spaces.supernet import batch_statistics
+
+PATH_RULES = ("argmax", "sample")
+
+
+class SupernetModule(HWNASModule):
+    """A weight-sharing supernet over a search space, trained in PRP-NAS's warm-up and search phases.
+
+    Logs ``train/loss`` (mean over the step's paths), ``val/loss`` and ``val/acc`` of the current argmax path
+    (BatchNorm on batch statistics, see :func:`~hwnas_pl.spaces.supernet.batch_statistics`), ``supernet/phase``
+    (0 warm-up, 1 search) and ``supernet/alive_ops``.
+
+    Args:
+        space: a search space with a supernet (``NASBench201Space``, ``MBConvSpace``).
+        num_classes: number of classes (linked from the DataModule by the CLI).
+        input_shape: (channels, height, width) of one sample (linked from the DataModule by the CLI).
+        warmup_epochs: N_f, epochs of strict-fairness warm-up.
+        path: the search phase's path rule, ``argmax`` or ``sample``.
+        cost_model: the hardware cost model, a class given by class_path/init_args and called with the space (and
+            the data's ``input_shape``/``num_classes`` when it takes them); default: a per-op latency LUT measured
+            on this machine.
+        cost_metric: which metric of the cost model is the hardware objective (default: its first).
+        optimizer: optimiser factory for the supernet weights (α has its own, in the α-update callback).
+        scheduler: learning-rate scheduler factory, stepped every epoch.
+        seed: seed of the path sampler.
+        label_smoothing: label smoothing of the cross-entropy.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (3, 32, 32),
+        warmup_epochs: int = 20,
+        path: str = "argmax",
+        cost_model: CostModelFactory | None = None,
+        cost_metric: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+        seed: int = 0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if path not in PATH_RULES:
+            raise ConfigError(f"SupernetModule path must be one of {', '.join(PATH_RULES)}, got '{path}'.")
+        if warmup_epochs < 0:
+            raise ConfigError(f"SupernetModule warmup_epochs must be 0 or more, got {warmup_epochs}.")
+        if num_classes < 2:
+            raise ConfigError(f"SupernetModule needs num_classes >= 2, got {num_classes}.")
+        self.save_plain_hyperparameters()
+        self.space = space
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = num_classes
+        self.supernet = space.build_supernet(num_classes, self.input_shape)
+        choices = self.supernet.choices
+        width = max(len(c) for c in choices)
+        valid = torch.zeros(len(choices), width, dtype=torch.bool)
+        for layer, ops in enumerate(choices):
+            valid[layer, : len(ops)] = True
+        self.alpha = nn.Parameter(torch.zeros(len(choices), width))
+        self.register_buffer("alive_mask", valid)
+        # α and the mask change identically on every rank through the callbacks, never through DDP
+        self._ddp_params_and_buffers_to_ignore = ["alpha", "alive_mask"]
+        self.warmup_epochs = warmup_epochs
+        self.path_rule = path
+        self.cost_model: CostModel = build_cost_model(
+            cost_model or _default_cost_model, space, self.input_shape, num_classes
+        )
+        self.cost_metric = cost_metric or self.cost_model.metrics[0]
+        if self.cost_metric not in self.cost_model.metrics:
+            raise ConfigError(
+                f"Cost model {type(self.cost_model).__name__} has no metric '{self.cost_metric}'; expected one of: "
+                f"{', '.join(self.cost_model.metrics)}."
+            )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.label_smoothing = label_smoothing
+        self.rng = np.random.default_rng(seed)
+        self.pruned: list[tuple[int, str]] = []
+        self._cost_cache: dict[tuple[int, ...], float] = {}
+        self._heldout: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    # ------------------------------------------------------------------ paths and α
+    @property
+    def phase(self) -> str:
+        """``"warmup"`` during the first ``warmup_epochs`` epochs, then ``"search"``."""
+        return "warmup" if self.current_epoch < self.warmup_epochs else "search"
+
+    def alive_indices(self) -> list[list[int]]:
+        """Op indices (the space's encoding) still alive in each layer."""
+        return [torch.nonzero(row).flatten().tolist() for row in self.alive_mask.cpu()]
+
+    def ops_of(self, path: Sequence[int]) -> tuple[str, ...]:
+        """Op names of a path of op indices."""
+        return tuple(self.supernet.choices[layer][int(i)] for layer, i in enumerate(path))
+
+    def arch_string(self, path: Sequence[int]) -> str:
+        """The path in the space's string format."""
+        return self.space.to_string(self.space.decode(np.asarray(path)))
+
+    def alpha_probs(self) -> torch.Tensor:
+        """Per-layer normalised α (softmax over the alive ops; pruned entries 0), differentiable."""
+        return masked_softmax(self.alpha, self.alive_mask)
+
+    def argmax_path(self) -> np.ndarray:
+        """The op of largest α in every layer (ties: the space's first alive op)."""
+        return self.alpha_probs().detach().argmax(dim=1).cpu().numpy()
+
+    def sample_subnets(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` distinct paths through the alive ops, ``(n, L)`` op indices."""
+        return sample_paths(self.alive_indices(), n, rng)
+
+    def _search_path(self) -> np.ndarray:
+        if self.path_rule == "argmax":
+            return self.argmax_path()
+        probs = self.alpha_probs().detach().double().cpu().numpy()
+        return np.array([self.rng.choice(len(p), p=p / p.sum()) for p in probs])
+
+    # ------------------------------------------------------------------ estimates used by the callbacks
+    def heldout_batches(self, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``num_batches`` batches of this rank's validation loader, kept on the device and reused.
+
+        Raises:
+            ConfigError: when the run has no validation data.
+        """
+        if len(self._heldout) < num_batches:
+            trainer = self.trainer
+            if trainer.val_dataloaders is None:
+                trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            loaders = trainer.val_dataloaders
+            loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+            if loader is None:
+                raise ConfigError(
+                    "PRP-NAS estimates sub-network accuracy on held-out batches, but the run has no validation "
+                    "data; expected a DataModule with a validation split."
+                )
+            self._heldout = []
+            for x, y in loader:
+                self._heldout.append((x.to(self.device), y.to(self.device)))
+                if len(self._heldout) == num_batches:
+                    break
+        return self._heldout[:num_batches]
+
+    @torch.no_grad()
+    def estimate_accuracy(self, paths: np.ndarray, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+        """Top-1 accuracy of each path with the shared weights on ``batches``, summed over every rank's batches."""
+        counts = torch.zeros(len(paths), 2, dtype=torch.float64, device=self.device)
+        with batch_statistics(self.supernet):
+            for k, path in enumerate(paths):
+                ops = self.ops_of(path)
+                for x, y in batches:
+                    counts[k, 0] += (self.supernet(x, ops).argmax(dim=1) == y).sum()
+                    counts[k, 1] += y.numel()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        return (counts[:, 0] / counts[:, 1].clamp_min(1)).cpu().numpy()
+
+    def costs(self, paths: np.ndarray) -> np.ndarray:
+        """The hardware cost of each path from the cost model, computed on rank 0 and shared with every rank."""
+        todo = [tuple(int(i) for i in p) for p in paths if tuple(int(i) for i in p) not in self._cost_cache]
+        if todo:
+            values = None
+            if self._trainer is None or self.trainer.is_global_zero:
+                archs = [self.space.decode(np.asarray(p)) for p in todo]
+                values = self.cost_model.evaluate(archs)[self.cost_metric].tolist()
+            if self._trainer is not None and self.trainer.world_size > 1:
+                values = self.trainer.strategy.broadcast(values, src=0)
+            self._cost_cache.update(zip(todo, values))
+        return np.array([self._cost_cache[tuple(int(i) for i in p)] for p in paths])
+
+    # ------------------------------------------------------------------ pruning
+    def prune_ops(self, ops: Sequence[tuple[int, str]]) -> int:
+        """Delete each ``(layer, op name)`` from the supernet, α's support and the optimisers; returns parameters freed.
+
+        Under DDP the module is wrapped again, so that the reducer no longer holds the deleted parameters.
+        """
+        before = {id(p): p for p in self.supernet.parameters()}
+        freed = 0
+        for layer, op in ops:
+            freed += self.supernet.prune(layer, op)
+            self.alive_mask[layer, self.supernet.choices[layer].index(op)] = False
+            self.pruned.append((int(layer), str(op)))
+        kept = {id(p) for p in self.supernet.parameters()}
+        gone = [p for key, p in before.items() if key not in kept]
+        trainer = self._trainer
+        if trainer is not None and gone:
+            gone_ids = {id(p) for p in gone}
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["params"] = [p for p in group["params"] if id(p) not in gone_ids]
+                for p in gone:
+                    optimizer.state.pop(p, None)
+            strategy = trainer.strategy
+            if isinstance(strategy, DDPStrategy) and strategy.model is not self:
+                strategy.model = self
+                strategy.configure_ddp()
+        return freed
+
+    # ------------------------------------------------------------------ Lightning hooks
+    @override
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            kwargs = getattr(strategy, "_ddp_kwargs", None)
+            if kwargs is None:
+                raise ConfigError(
+                    "SupernetModule trains one path per step under DDP; set "
+                    "trainer.strategy.init_args.find_unused_parameters: true."
+                )
+            if not kwargs.get("find_unused_parameters"):
+                kwargs["find_unused_parameters"] = True
+                rank_zero_info("SupernetModule: DDP find_unused_parameters switched on (one path trains per step).")
+        if stage == "fit":
+            self.check_cost_model()
+
+    def check_cost_model(self) -> None:
+        """Price a set of paths that uses every op of every layer once, so that a cost model lacking an op fails now.
+
+        Raises:
+            ConfigError: naming the cost model and what it could not price.
+        """
+        cover = fair_paths([range(len(c)) for c in self.supernet.choices], np.random.default_rng(0))
+        try:
+            self.costs(cover)
+        except (UserInputError, KeyError, ValueError) as err:
+            raise ConfigError(
+                f"Cost model {type(self.cost_model).__name__} cannot price every op of the {self.space.name} "
+                f"supernet ({err}); expected one that covers every candidate op."
+            ) from None
+
+    @override
+    def forward(self, x: torch.Tensor, ops: Sequence[str] | None = None) -> torch.Tensor:
+        """Logits of path ``ops`` (default: the argmax path)."""
+        return self.supernet(x, self.ops_of(self.argmax_path()) if ops is None else ops)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        paths = fair_paths(self.alive_indices(), self.rng) if self.phase == "warmup" else [self._search_path()]
+        loss = sum(self._loss(self.supernet(x, self.ops_of(p)), y) for p in paths)
+        self.check_finite(loss, "supernet training loss")
+        self.train_loss(loss.detach() / len(paths), weight=y.shape[0])
+        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("supernet/phase", float(self.phase == "search"), on_step=False, on_epoch=True)
+        self.log("supernet/alive_ops", float(self.alive_mask.sum()), on_step=False, on_epoch=True)
+        return loss
+
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        with batch_statistics(self.supernet):
+            logits = self(x)
+        self.val_loss(self._loss(logits, y), weight=y.shape[0])
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    @override
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        with batch_statistics(self.supernet):
+            probs = self(x).softmax(dim=-1)
+        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+
+    @override
+    def configure_optimizers(self) -> Any:
+        return self.optimizers_from_factories(p for name, p in self.named_parameters() if name != "alpha")
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["supernet"] = {
+            "space": self.space.name,
+            "choices": [list(c) for c in self.supernet.choices],
+            "pruned": [[layer, op] for layer, op in self.pruned],
+            "rng": self.rng.bit_generator.state,
+        }
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.get("supernet")
+        source = (
+            f"Checkpoint '{self._trainer.ckpt_path}'" if self._trainer and self._trainer.ckpt_path else "The checkpoint"
+        )
+        if info is None:
+            raise CheckpointMismatchError(
+                f"{source} was not written by a SupernetModule; expected a supernet checkpoint."
+            )
+        choices = [list(c) for c in self.supernet.choices]
+        if info["space"] != self.space.name or info["choices"] != choices:
+            raise CheckpointMismatchError(
+                f"{source} holds a supernet of the {info['space']} space with {len(info['choices'])} layers, but "
+                f"the config's space is {self.space.name} with {len(choices)} layers of other ops; expected a "
+                "checkpoint of the same space."
+            )
+        todo = [(int(layer), str(op)) for layer, op in info["pruned"] if (int(layer), str(op)) not in self.pruned]
+        if todo:
+            self.prune_ops(todo)
+        self.rng.bit_generator.state = info["rng"]
+        super().on_load_checkpoint(checkpoint)
+
+
+def _default_cost_model(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> CostModel:
+    """Latency LUT of this machine's CPU, batch 1 (measured once per op, in memory)."""
+    from hwnas_pl.hardware.lut import LatencyLUT
+
+    return LatencyLUT(space, input_shape=input_shape, num_classes=num_classes, warmup=3, repeats=10)
