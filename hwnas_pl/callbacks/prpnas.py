@@ -455,7 +455,8 @@ class SupernetExport(L.Callback):
         data = None
         if datamodule is not None:
             data = {"class_path": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"}
-            data["init_args"] = dict(getattr(datamodule, "hparams", {}))
+            hparams = dict(getattr(datamodule, "hparams", {}))
+            data["init_args"] = {k: v for k, v in hparams.items() if not k.startswith("_")}
         model_args: dict[str, Any] = {
             "backbone": {
                 "class_path": "hwnas_pl.spaces.ArchNetwork",

@@ -37,29 +37,6 @@ def list_cost_models() -> list[str]:
     return COST_MODELS.names()
 
 
-#: A cost-model class given in YAML by class_path and init_args, without the space (passed in when it is built).
-CostModelFactory = Callable[[SearchSpace], "CostModel"]
-
-
-def build_cost_model(
-    factory: CostModelFactory, space: SearchSpace, input_shape: Sequence[int], num_classes: int
-) -> CostModel:
-    """``factory(space)``, passing the data's ``input_shape`` and ``num_classes`` when the class takes them.
-
-    A cost model that prices one network input (a latency LUT, the analytic counts) must see the shape the model
-    is trained on, so a config does not repeat it.
-    """
-    target = factory
-    while isinstance(target, functools.partial):  # jsonargparse: partial(instantiator, cls, **init_args)
-        target = next((a for a in reversed(target.args) if inspect.isclass(a)), target.func)
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        params = {}
-    extra = {"input_shape": tuple(int(s) for s in input_shape), "num_classes": int(num_classes)}
-    return factory(space, **{k: v for k, v in extra.items() if k in params})
-
-
 class CostModel(ABC):
     """Base class: ``evaluate(archs)`` returns one array per metric, of length ``len(archs)``.
 
@@ -102,6 +79,29 @@ class CostModel(ABC):
                 )
             out[name] = values
         return out
+
+
+#: A cost-model class given in YAML by class_path and init_args, without the space (passed in when it is built).
+CostModelFactory = Callable[[SearchSpace], CostModel]
+
+
+def build_cost_model(
+    factory: CostModelFactory, space: SearchSpace, input_shape: Sequence[int], num_classes: int
+) -> CostModel:
+    """``factory(space)``, passing the data's ``input_shape`` and ``num_classes`` when the class takes them.
+
+    A cost model that prices one network input (a latency LUT, the analytic counts) must see the shape the model
+    is trained on, so a config does not repeat it.
+    """
+    target = factory
+    while isinstance(target, functools.partial):  # jsonargparse: partial(instantiator, cls, **init_args)
+        target = next((a for a in reversed(target.args) if inspect.isclass(a)), target.func)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    extra = {"input_shape": tuple(int(s) for s in input_shape), "num_classes": int(num_classes)}
+    return factory(space, **{k: v for k, v in extra.items() if k in params})
 
 
 @register_cost_model("analytic")

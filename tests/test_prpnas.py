@@ -1,0 +1,371 @@
+"""PRP-NAS (thesis §3.3): supernets, the α losses, HVI selection, SupernetModule, the callbacks, DDP and resume."""
+
+import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, hwnas_env
+
+from hwnas_pl.callbacks import OperationPruning, ParetoRankAlphaUpdate, SupernetExport
+from hwnas_pl.checkpoint import CheckpointMismatchError
+from hwnas_pl.datamodules import DigitsDataModule
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.hardware.cost_model import AnalyticCostModel, TableCostModel
+from hwnas_pl.modules import NonFiniteLossError, SupernetModule
+from hwnas_pl.prpnas import (
+    alpha_hinge_loss,
+    fair_paths,
+    greedy_hvi_selection,
+    listwise_rank_loss,
+    op_frequency,
+    path_scores,
+    sample_paths,
+)
+from hwnas_pl.spaces import MBConvSpace, NASBench201Space
+
+HWNAS = str(Path(sys.executable).parent / "hwnas")
+DIGITS_PRPNAS = CONFIGS / "prpnas_nb201_digits.yaml"
+SMALL_NB201 = NASBench201Space(channels=4, cells=1)
+
+
+# ---------------------------------------------------------------------- core pieces
+@pytest.mark.parametrize(
+    "space,shape", [(NASBench201Space(channels=4, cells=2), (1, 8, 8)), (MBConvSpace("cifar"), (3, 32, 32))]
+)
+def test_supernet_path_equals_the_standalone_network_with_its_weights(space, shape):
+    torch.manual_seed(0)
+    supernet = space.build_supernet(10, shape)
+    x = torch.randn(3, *shape)
+    for arch in space.sample(3, np.random.default_rng(0)):
+        child = space.build(arch, 10, shape)
+        child.load_state_dict(supernet.child_state_dict(arch))  # strict: every child tensor comes from the supernet
+        supernet.eval(), child.eval()
+        torch.testing.assert_close(supernet(x, arch), child(x), rtol=0, atol=0)
+
+
+def test_pruning_removes_the_op_everywhere_and_refuses_the_last_one():
+    supernet = NASBench201Space(channels=4, cells=2).build_supernet(10, (1, 8, 8))
+    before = sum(p.numel() for p in supernet.parameters())
+    freed = supernet.prune(2, "nor_conv_3x3")
+    # one ReLU-Conv3x3(no bias)-BN per cell: 6 cells (2 per stage at 4, 8, 16 channels)
+    assert freed == 2 * sum(c * c * 9 + 2 * c for c in (4, 8, 16))
+    assert sum(p.numel() for p in supernet.parameters()) == before - freed
+    assert "nor_conv_3x3" not in supernet.alive(2) and all("nor_conv_3x3" not in p for p in supernet.places(2))
+    with pytest.raises(ConfigError, match="pruned or unknown"):
+        supernet(torch.zeros(1, 1, 8, 8), ("nor_conv_3x3",) * 6)
+    for op in ("none", "skip_connect", "nor_conv_1x1"):
+        supernet.prune(2, op)
+    with pytest.raises(ConfigError, match="last alive op"):
+        supernet.prune(2, "avg_pool_3x3")
+
+
+def test_fair_paths_use_every_op_of_every_layer_exactly_once():
+    rng = np.random.default_rng(0)
+    paths = fair_paths([range(5)] * 6, rng)
+    assert paths.shape == (5, 6)
+    assert all(sorted(paths[:, layer]) == list(range(5)) for layer in range(6))
+    uneven = fair_paths([[0, 2], [1, 3, 4]], rng)  # K = 3; the 2-op layer uses both, one twice
+    assert uneven.shape == (3, 2) and set(uneven[:, 0]) == {0, 2} and sorted(uneven[:, 1]) == [1, 3, 4]
+
+
+def test_sample_paths_are_distinct_and_n_beyond_the_space_is_refused():
+    paths = sample_paths([[0, 1], [0, 1, 2]], 6, np.random.default_rng(0))
+    assert len({tuple(p) for p in paths}) == 6
+    big = sample_paths([range(5)] * 6, 50, np.random.default_rng(0))
+    assert len({tuple(p) for p in big}) == 50
+    with pytest.raises(ConfigError, match="allow only 6; expected n <= 6"):
+        sample_paths([[0, 1], [0, 1, 2]], 7, np.random.default_rng(0))
+
+
+def test_alpha_losses_against_hand_computed_values():
+    assert op_frequency(np.array([[0, 1], [0, 2], [1, 2], [0, 2]]), 3).tolist() == [
+        [0.75, 0.25, 0.0],
+        [0.0, 0.25, 0.75],
+    ]
+    probs = torch.tensor([[0.5, 0.3, 0.2]], requires_grad=True)
+    alive = torch.ones(1, 3, dtype=torch.bool)
+    # favourite op 0 (g 0.2); ops 1 (g 0.5) and 2 (g 0.3) are used more: (0.1 + 0.2) + (0.1 + 0.3)
+    hinge = alpha_hinge_loss(probs, np.array([[0.2, 0.5, 0.3]]), alive, margin=0.1)
+    assert hinge.item() == pytest.approx(0.7)
+    hinge.backward()
+    assert probs.grad.tolist() == [[2.0, -1.0, -1.0]]  # lower the favourite, raise both others
+    # pruned op 2 does not count
+    pruned = torch.tensor([[True, True, False]])
+    assert alpha_hinge_loss(probs, np.array([[0.2, 0.5, 0.3]]), pruned, 0.1).item() == pytest.approx(0.3)
+    # ListNet: target softmax([-1, -2]) against log_softmax([1, 0])
+    target = np.exp([-1, -2]) / np.exp([-1, -2]).sum()
+    logp = np.array([1.0, 0.0]) - np.log(np.exp([1.0, 0.0]).sum())
+    loss = listwise_rank_loss(torch.tensor([1.0, 0.0]), [1, 2])
+    assert float(loss) == pytest.approx(-(target * logp).sum(), rel=1e-6)
+    scores = path_scores(torch.tensor([[0.6, 0.4], [0.1, 0.9]]), np.array([[0, 1], [1, 0]]))
+    assert scores.tolist() == pytest.approx([1.5, 0.5])
+
+
+def test_greedy_hypervolume_selection_by_hand():
+    # (accuracy up, cost down), reference (0.6, 4): single-point volumes 0.3, 0.6, 0.375, 0.15
+    F = np.array([[0.9, 3.0], [0.8, 1.0], [0.85, 2.5], [0.7, 2.5]])
+    ref = [0.6, 4.0]
+    assert greedy_hvi_selection(F, ref, ("max", "min"), [0, 1, 2, 3], 1) == [1]
+    # then point 0 adds 0.1 * 1 > point 2's 0.05 * 1.5; then point 2 adds 0.05 * 0.5, point 3 (dominated) nothing
+    assert greedy_hvi_selection(F, ref, ("max", "min"), [0, 1, 2, 3], 4) == [1, 0, 2, 3]
+    # equal points: the earlier candidate wins
+    assert greedy_hvi_selection(np.array([[0.8, 1.0], [0.8, 1.0]]), ref, ("max", "min"), [1, 0], 1) == [1]
+
+
+# ---------------------------------------------------------------------- SupernetModule
+def _module(**kwargs) -> SupernetModule:
+    args = dict(space=SMALL_NB201, num_classes=10, input_shape=(1, 8, 8), warmup_epochs=1, cost_model=AnalyticCostModel)
+    args.update(kwargs)
+    return SupernetModule(optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), **args)
+
+
+def test_warmup_step_trains_every_op_once_and_search_step_trains_the_argmax_path():
+    module = _module()
+    seen = []
+    forward = module.supernet.forward
+    module.supernet.forward = lambda x, ops: (seen.append(tuple(ops)), forward(x, ops))[1]
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    loss = module.training_step((x, y), 0)
+    assert len(seen) == 5 and all(sorted(col) == sorted(SMALL_NB201_OPS) for col in zip(*seen))
+    # one loss, the sum over the paths: their gradients accumulate into one optimiser step
+    with torch.no_grad():
+        total = sum(torch.nn.functional.cross_entropy(forward(x, ops), y) for ops in seen)
+    assert loss.item() == pytest.approx(total.item(), rel=1e-5)
+    loss.backward()
+    assert module.alpha.grad is None  # α is not trained by the task loss
+    seen.clear()
+    module.warmup_epochs = 0
+    with torch.no_grad():
+        module.alpha[:, 3] = 1.0  # nor_conv_3x3 everywhere
+    module.training_step((x, y), 0)
+    assert seen == [("nor_conv_3x3",) * 6]
+
+
+SMALL_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def test_nan_loss_stops_with_one_sentence():
+    module = _module()
+    x = torch.full((4, 1, 8, 8), float("nan"))
+    with pytest.raises(NonFiniteLossError, match="supernet training loss became nan at epoch 0, step 0"):
+        module.training_step((x, torch.zeros(4, dtype=torch.long)), 0)
+
+
+def test_cost_model_lacking_an_op_is_refused_before_training(tmp_path):
+    rows = ["arch,latency_ms"] + [
+        f"{SMALL_NB201.to_string(a)},1.0" for a in SMALL_NB201.sample(5, np.random.default_rng(0))
+    ]
+    (tmp_path / "costs.csv").write_text("\n".join(rows))
+    module = _module(cost_model=lambda space: TableCostModel(space, tmp_path / "costs.csv"))
+    with pytest.raises(ConfigError, match="Cost model TableCostModel cannot price every op of the nasbench201"):
+        module.check_cost_model()
+
+
+def _trainer(tmp_path, epochs, callbacks=(), **kwargs) -> L.Trainer:
+    return L.Trainer(
+        default_root_dir=tmp_path,
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **{"limit_train_batches": 4, **kwargs},
+    )
+
+
+def test_n_larger_than_the_space_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="n=20000 sub-networks, but the nasbench201 supernet has 15625"):
+        _trainer(tmp_path, 1, [ParetoRankAlphaUpdate(n=20000)]).fit(_module(), DigitsDataModule(batch_size=32))
+
+
+def _callbacks(tmp_path, prune_at=2):
+    return [
+        ParetoRankAlphaUpdate(n=12, top_n=4, num_batches=1),
+        OperationPruning(at_epochs=[prune_at], num_samples=20, keep=3, num_batches=1),
+        L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=tmp_path / "ckpt",
+            filename="e{epoch}",
+            save_top_k=-1,
+            save_on_train_epoch_end=True,
+            auto_insert_metric_name=False,
+        ),
+    ]
+
+
+def test_search_updates_alpha_prunes_ops_and_leaves_the_optimizer_consistent(tmp_path):
+    module = _module()
+    trainer = _trainer(tmp_path, 4, _callbacks(tmp_path))
+    trainer.fit(module, DigitsDataModule(batch_size=32))
+    update, pruning = trainer.callbacks[0], trainer.callbacks[1]
+    assert update.updates == 3  # epochs 1, 2, 3 are the search phase
+    assert not torch.allclose(module.alpha, torch.zeros_like(module.alpha))
+    record = pruning.records[0]
+    assert record["epoch"] == 2 and record["pruned"] and len(record["chosen"]) <= 3
+    assert module.pruned == [tuple(p) for p in record["pruned"]]
+    # every chosen sub-network survives; every pruned op is gone from the network, α's support and the optimizer
+    for arch in record["chosen"]:
+        module.supernet.check_path(SMALL_NB201.from_string(arch))
+    for layer, op in module.pruned:
+        assert op not in module.supernet.alive(layer)
+        assert not module.alive_mask[layer, SMALL_NB201_OPS.index(op)]
+        assert float(module.alpha_probs()[layer, SMALL_NB201_OPS.index(op)]) == 0.0
+    optimizer = trainer.optimizers[0]
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for n, p in module.named_parameters() if n != "alpha"}
+    assert set(map(id, optimizer.state)) <= in_optimizer
+    assert record["params_after"] == sum(p.numel() for p in module.supernet.parameters()) < record["params_before"]
+
+
+def test_resume_in_warmup_search_and_after_pruning_restores_every_state(tmp_path):
+    # warm-up epochs 0-1, search 2-4, pruning after epoch 3
+    _trainer(tmp_path, 5, _callbacks(tmp_path, 3)).fit(_module(warmup_epochs=2), DigitsDataModule(batch_size=32))
+
+    class Check(L.Callback):
+        def on_train_start(self, trainer, module):
+            self.seen = {
+                "epoch": trainer.current_epoch,
+                "phase": module.phase,
+                "alpha": module.alpha.detach().clone(),
+                "pruned": list(module.pruned),
+                "rng": module.rng.bit_generator.state,
+                "alpha_optimizer": copy.deepcopy(trainer.callbacks[0].optimizer.state_dict()["state"]),
+                "updates": trainer.callbacks[0].updates,
+                "records": list(trainer.callbacks[1].records),
+                "optimizer_params": sum(len(g["params"]) for g in trainer.optimizers[0].param_groups),
+                "module_params": len([n for n, _ in module.named_parameters() if n != "alpha"]),
+            }
+
+    for epoch, phase, n_updates, pruned in [(0, "warmup", 0, False), (2, "search", 1, False), (3, "search", 2, True)]:
+        ckpt_path = tmp_path / "ckpt" / f"e{epoch}.ckpt"
+        saved = torch.load(ckpt_path, weights_only=False)
+        check = Check()
+        trainer = _trainer(tmp_path / f"resume{epoch}", 5, [*_callbacks(tmp_path / f"resume{epoch}", 3), check])
+        module = _module(warmup_epochs=2)
+        trainer.fit(module, DigitsDataModule(batch_size=32), ckpt_path=ckpt_path)
+        seen = check.seen
+        assert seen["epoch"] == epoch + 1 and seen["phase"] == phase
+        torch.testing.assert_close(seen["alpha"], saved["state_dict"]["alpha"])
+        assert [list(p) for p in seen["pruned"]] == saved["supernet"]["pruned"] and bool(seen["pruned"]) == pruned
+        assert seen["rng"] == saved["supernet"]["rng"]
+        assert seen["updates"] == n_updates == saved["callbacks"]["ParetoRankAlphaUpdate"]["updates"]
+        if n_updates:  # Adam's moments came back
+            torch.testing.assert_close(
+                seen["alpha_optimizer"][0]["exp_avg"],
+                saved["callbacks"]["ParetoRankAlphaUpdate"]["optimizer"]["state"][0]["exp_avg"],
+            )
+        assert seen["records"] == saved["callbacks"]["OperationPruning"]["records"]
+        assert seen["optimizer_params"] == seen["module_params"]  # pruned parameters stay out of the optimizer
+        # the run finished from there: 3 search epochs of α updates in all, one pruning at epoch 3
+        assert trainer.callbacks[0].updates == 3 and [r["epoch"] for r in trainer.callbacks[1].records] == [3]
+
+
+def test_checkpoint_of_another_space_is_refused(tmp_path):
+    trainer = _trainer(tmp_path, 1, limit_val_batches=1)
+    trainer.fit(_module(), DigitsDataModule(batch_size=32))
+    ckpt = tmp_path / "nb201.ckpt"
+    trainer.save_checkpoint(ckpt)
+    other = _module(space=MBConvSpace("cifar"), input_shape=(1, 8, 8))
+    with pytest.raises(
+        CheckpointMismatchError,
+        match="supernet of the nasbench201 space with 6 layers, but the config's space is mbconv",
+    ):
+        _trainer(tmp_path / "other", 2).fit(other, DigitsDataModule(batch_size=32), ckpt_path=ckpt)
+
+
+def test_mbconv_supernet_trains_warmup_and_search(tmp_path):
+    module = _module(space=MBConvSpace("cifar"), input_shape=(3, 32, 32), warmup_epochs=1)
+    trainer = _trainer(
+        tmp_path, 2, [ParetoRankAlphaUpdate(n=4, top_n=2, num_batches=1)], limit_train_batches=1, limit_val_batches=1
+    )
+    trainer.fit(module, DigitsDataModule(batch_size=4, resize=32, channels=3))
+    assert trainer.callbacks[0].updates == 1 and math.isfinite(float(trainer.callback_metrics["val/loss"]))
+    assert module.alpha.shape == (21, 7) and not module.alive_mask[0, 6]  # the first layer has no skip
+
+
+# ---------------------------------------------------------------------- the command line
+def _hwnas(*args, cwd, timeout=600):
+    proc = subprocess.run([HWNAS, *args], cwd=cwd, env=hwnas_env(), capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+SHORT = [
+    "--trainer.max_epochs", "4", "--model.init_args.warmup_epochs", "1", "--trainer.enable_progress_bar", "false",
+    "--model.init_args.space.init_args.channels", "4",
+    "--trainer.callbacks.init_args.at_epochs", "[2]",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_prpnas_digits_config_runs_end_to_end_exports_and_retrains(tmp_path):
+    code, out = _hwnas("fit", "--config", str(DIGITS_PRPNAS), *SHORT, "--trainer.logger", "false", cwd=tmp_path)
+    assert code == 0, out[-3000:]
+    export = tmp_path / "logs" / "prpnas_nb201_digits" / "export"
+    arch = json.loads((export / "architecture.json").read_text())
+    space = NASBench201Space(channels=4, cells=1)
+    space.from_string(arch["arch"])
+    assert arch["paths"][0] == arch["arch"] and arch["pruned"]
+    assert all(abs(sum(layer.values()) - 1) < 1e-5 for layer in arch["alpha"].values())
+    front = json.loads((export / "pareto_set.json").read_text())
+    assert front and all(0 <= p["est_acc"] <= 1 and p["latency_ms"] > 0 for p in front)
+    costs = [p["latency_ms"] for p in front]
+    accs = [p["est_acc"] for p in front]
+    assert costs == sorted(costs) and accs == sorted(accs)  # a front: slower only if more accurate
+    retrain = yaml.safe_load((export / "retrain.yaml").read_text())
+    assert retrain["model"]["init_args"]["backbone"]["init_args"]["arch"] == arch["arch"]
+    code, out = _hwnas(
+        "fit", "--config", str(export / "retrain.yaml"), "--trainer.max_epochs", "1", "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    assert "val/acc=" in out
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_two_cpu_processes_take_identical_alpha_samples_and_pruning(tmp_path):
+    out_dir = tmp_path / "ranks"
+    code, out = _hwnas(
+        "fit", "--config", str(DIGITS_PRPNAS), *SHORT, "--trainer", str(CONFIGS / "trainer" / "ddp.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.logger", "false",
+        "--trainer.callbacks+=rank_supernet.DumpSupernetState", f"--trainer.callbacks.out_dir={out_dir}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    ranks = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["pruned"] and ranks[0]["updates"] == 3
+    for key in ("alpha", "pruned", "fronts", "records", "updates"):
+        assert ranks[0][key] == ranks[1][key], key
+    for name, value in ranks[0]["parameter_sums"].items():  # weights still in sync after pruning re-wrapped DDP
+        assert value == pytest.approx(ranks[1]["parameter_sums"][name], rel=1e-6, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_resume_through_the_cli_keeps_the_pruning(tmp_path):
+    code, out = _hwnas(
+        "fit",
+        "--config",
+        str(DIGITS_PRPNAS),
+        *SHORT,
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.logger",
+        "false",
+        cwd=tmp_path,
+    )
+    assert code == 0, out[-3000:]
+    code, out = _hwnas(
+        "fit", "--config", str(DIGITS_PRPNAS), *SHORT, "--trainer.logger", "false", "--ckpt_path", "last", cwd=tmp_path
+    )
+    assert code == 0, out[-3000:]
+    arch = json.loads((tmp_path / "logs" / "prpnas_nb201_digits" / "export" / "architecture.json").read_text())
+    assert arch["pruned"]
