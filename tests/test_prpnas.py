@@ -291,6 +291,26 @@ def test_mbconv_supernet_trains_warmup_and_search(tmp_path):
     assert module.alpha.shape == (21, 7) and not module.alive_mask[0, 6]  # the first layer has no skip
 
 
+def test_export_ranks_the_sample_against_a_reference_cost_model(tmp_path):
+    from scipy.stats import kendalltau
+
+    export = SupernetExport(
+        output_dir=str(tmp_path / "export"), num_samples=10, num_batches=1, reference=AnalyticCostModel,
+        reference_metric="params", threshold=1.0, max_paths=3,
+    )  # fmt: skip
+    trainer = _trainer(tmp_path, 2, [ParetoRankAlphaUpdate(n=8, top_n=2, num_batches=1), export], limit_val_batches=1)
+    trainer.fit(_module(), DigitsDataModule(batch_size=32))
+    ranking = json.loads((tmp_path / "export" / "ranking.json").read_text())
+    assert ranking["n"] == len(ranking["archs"]) in (10, 11)  # the argmax path is added when not sampled
+    # the reference priced the data's 1x8x8 inputs, not its own 3x32x32 default
+    params = AnalyticCostModel(SMALL_NB201, input_shape=(1, 8, 8), num_classes=10).evaluate(ranking["archs"])["params"]
+    assert ranking["true_acc"] == params.tolist()
+    expected = kendalltau(ranking["est_acc"], ranking["true_acc"], variant="b").statistic
+    assert ranking["kendall_tau_accuracy"] == pytest.approx(expected) or math.isnan(expected)
+    arch = json.loads((tmp_path / "export" / "architecture.json").read_text())
+    assert len(arch["paths"]) == 3 and arch["paths"][0] == arch["arch"]  # threshold 1 keeps every op; capped at 3
+
+
 # ---------------------------------------------------------------------- the command line
 def _hwnas(*args, cwd, timeout=600):
     proc = subprocess.run([HWNAS, *args], cwd=cwd, env=hwnas_env(), capture_output=True, text=True, timeout=timeout)
