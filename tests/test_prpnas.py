@@ -206,7 +206,7 @@ def test_search_updates_alpha_prunes_ops_and_leaves_the_optimizer_consistent(tmp
     trainer = _trainer(tmp_path, 4, _callbacks(tmp_path))
     trainer.fit(module, DigitsDataModule(batch_size=32))
     update, pruning = trainer.callbacks[0], trainer.callbacks[1]
-    assert update.updates == 3  # epochs 1, 2, 3 are the search phase
+    assert update.updates == 4  # when the search phase starts, then after each of its epochs 1, 2, 3
     assert not torch.allclose(module.alpha, torch.zeros_like(module.alpha))
     record = pruning.records[0]
     assert record["epoch"] == 2 and record["pruned"] and len(record["chosen"]) <= 3
@@ -244,7 +244,7 @@ def test_resume_in_warmup_search_and_after_pruning_restores_every_state(tmp_path
                 "module_params": len([n for n, _ in module.named_parameters() if n != "alpha"]),
             }
 
-    for epoch, phase, n_updates, pruned in [(0, "warmup", 0, False), (2, "search", 1, False), (3, "search", 2, True)]:
+    for epoch, phase, n_updates, pruned in [(0, "warmup", 0, False), (2, "search", 2, False), (3, "search", 3, True)]:
         ckpt_path = tmp_path / "ckpt" / f"e{epoch}.ckpt"
         saved = torch.load(ckpt_path, weights_only=False)
         check = Check()
@@ -264,8 +264,8 @@ def test_resume_in_warmup_search_and_after_pruning_restores_every_state(tmp_path
             )
         assert seen["records"] == saved["callbacks"]["OperationPruning"]["records"]
         assert seen["optimizer_params"] == seen["module_params"]  # pruned parameters stay out of the optimizer
-        # the run finished from there: 3 search epochs of α updates in all, one pruning at epoch 3
-        assert trainer.callbacks[0].updates == 3 and [r["epoch"] for r in trainer.callbacks[1].records] == [3]
+        # the run finished from there: 1 + 3 α updates in all, one pruning at epoch 3
+        assert trainer.callbacks[0].updates == 4 and [r["epoch"] for r in trainer.callbacks[1].records] == [3]
 
 
 def test_checkpoint_of_another_space_is_refused(tmp_path):
@@ -287,7 +287,7 @@ def test_mbconv_supernet_trains_warmup_and_search(tmp_path):
         tmp_path, 2, [ParetoRankAlphaUpdate(n=4, top_n=2, num_batches=1)], limit_train_batches=1, limit_val_batches=1
     )
     trainer.fit(module, DigitsDataModule(batch_size=4, resize=32, channels=3))
-    assert trainer.callbacks[0].updates == 1 and math.isfinite(float(trainer.callback_metrics["val/loss"]))
+    assert trainer.callbacks[0].updates == 2 and math.isfinite(float(trainer.callback_metrics["val/loss"]))
     assert module.alpha.shape == (21, 7) and not module.alive_mask[0, 6]  # the first layer has no skip
 
 
@@ -362,7 +362,7 @@ def test_two_cpu_processes_take_identical_alpha_samples_and_pruning(tmp_path):
     assert code == 0, out[-3000:]
     ranks = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    assert ranks[0]["pruned"] and ranks[0]["updates"] == 3
+    assert ranks[0]["pruned"] and ranks[0]["updates"] == 4
     for key in ("alpha", "pruned", "fronts", "records", "updates"):
         assert ranks[0][key] == ranks[1][key], key
     for name, value in ranks[0]["parameter_sums"].items():  # weights still in sync after pruning re-wrapped DDP

@@ -68,9 +68,9 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 class ParetoRankAlphaUpdate(L.Callback):
     r"""Update α from the Pareto ranks of sampled sub-networks (thesis §3.3, Algorithm 2 step 2b, Eq. 3.9).
 
-    Every ``every_n_steps`` training steps, or at the end of every ``every_n_epochs``-th epoch, of the search
-    phase: sample ``n`` sub-networks, estimate their accuracy on ``num_batches`` held-out batches and their cost,
-    rank them by Pareto dominance (accuracy up, cost down) and take one α step on
+    Once when the search phase starts, then every ``every_n_steps`` training steps or at the end of every
+    ``every_n_epochs``-th epoch of it: sample ``n`` sub-networks, estimate their accuracy on ``num_batches``
+    held-out batches and their cost, rank them by Pareto dominance (accuracy up, cost down) and take one α step on
 
     .. math:: L_\alpha = L_{hinge}(g_{top\text{-}N}, m) + \lambda\, L_{list}(P_s, \mathrm{rank})
 
@@ -144,6 +144,13 @@ class ParetoRankAlphaUpdate(L.Callback):
         if self._pending_optimizer_state is not None:
             self.optimizer.load_state_dict(self._pending_optimizer_state)
             self._pending_optimizer_state = None
+
+    @override
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # α from the warmed-up supernet before the first search step: zero α would tie, and argmax would then
+        # train every layer's first op (``none``) for a whole epoch
+        if pl_module.phase == "search" and self.updates == 0:
+            self.update(trainer, pl_module)
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
