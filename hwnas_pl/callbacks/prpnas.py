@@ -61,8 +61,9 @@ def evaluate_sample(
     return paths, np.stack([acc, module.costs(paths)], axis=1)
 
 
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
+def best_first(objectives: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Indices of the sample sorted by Pareto rank, then by accuracy (best first)."""
+    return np.lexsort((-objectives[:, 0], ranks))
 
 
 class ParetoRankAlphaUpdate(L.Callback):
@@ -167,8 +168,7 @@ class ParetoRankAlphaUpdate(L.Callback):
         """One α step from a fresh sample; returns the logged values."""
         paths, objectives = evaluate_sample(module, self.n, self.rng, self.num_batches)
         ranks = pareto_ranks(objectives, DIRECTIONS)
-        order = np.lexsort((-objectives[:, 0], ranks))  # by rank, then accuracy
-        top = paths[order[: self.top_n]]
+        top = paths[best_first(objectives, ranks)[: self.top_n]]
         with torch.enable_grad():
             probs = module.alpha_probs()
             hinge = alpha_hinge_loss(probs, op_frequency(top, probs.shape[1]), module.alive_mask, self.margin)
@@ -201,7 +201,7 @@ class ParetoRankAlphaUpdate(L.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {
-            "rng": _rng_state(self.rng),
+            "rng": self.rng.bit_generator.state,
             "updates": self.updates,
             "history": self.history,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else self._pending_optimizer_state,
@@ -285,8 +285,7 @@ class OperationPruning(L.Callback):
         paths, objectives = evaluate_sample(module, n, self.rng, self.num_batches)
         ranks = pareto_ranks(objectives, DIRECTIONS)
         ref = nadir_reference_point(objectives, DIRECTIONS, margin=self.ref_margin)
-        order = np.lexsort((-objectives[:, 0], ranks))
-        candidates = [int(i) for i in order if ranks[i] <= 2]
+        candidates = [int(i) for i in best_first(objectives, ranks) if ranks[i] <= 2]
         chosen = greedy_hvi_selection(objectives, ref, DIRECTIONS, candidates, self.keep)
         used = [set(paths[chosen, layer].tolist()) for layer in range(paths.shape[1])]
         to_prune = [
@@ -323,7 +322,7 @@ class OperationPruning(L.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _rng_state(self.rng), "records": self.records}
+        return {"rng": self.rng.bit_generator.state, "records": self.records}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -396,12 +395,12 @@ class SupernetExport(L.Callback):
             objectives = np.vstack([objectives, [acc[0], module.costs(best[None])[0]]])
         ranks = pareto_ranks(objectives, DIRECTIONS)
         metric = module.cost_metric
-        architecture = self._architecture(module, best)
+        architecture = self._architecture(module, best, objectives[(paths == best).all(axis=1)][0])
         pareto_set = [
             {"arch": module.arch_string(paths[i]), "est_acc": float(objectives[i, 0]), metric: float(objectives[i, 1])}
             for i in np.flatnonzero(ranks == 1)[np.argsort(objectives[ranks == 1, 1])]
         ]
-        ranking = self._ranking(module, paths, objectives) if self.reference_factory is not None else None
+        ranking = self._ranking(module, paths, objectives, ranks) if self.reference_factory is not None else None
         self.results = {"architecture": architecture, "pareto_set": pareto_set, "ranking": ranking}
         if trainer.is_global_zero:
             out.mkdir(parents=True, exist_ok=True)
@@ -417,35 +416,36 @@ class SupernetExport(L.Callback):
                 logger.log_metrics(summary, step=trainer.global_step)
         return out
 
-    def _architecture(self, module: SupernetModule, best: np.ndarray) -> dict[str, Any]:
+    def _architecture(self, module: SupernetModule, best: np.ndarray, objectives: np.ndarray) -> dict[str, Any]:
         probs = module.alpha_probs().detach().cpu().numpy()
+        alive = module.alive_indices()
         near = [
-            [i for i in module.alive_indices()[layer] if probs[layer, i] >= probs[layer].max() - self.threshold]
-            for layer in range(len(probs))
+            [i for i in ops if probs[layer, i] >= probs[layer].max() - self.threshold]
+            for layer, ops in enumerate(alive)
         ]
         ordered = [[int(best[layer]), *(i for i in ops if i != best[layer])] for layer, ops in enumerate(near)]
         paths = list(itertools.islice(itertools.product(*ordered), self.max_paths))  # the argmax path first
-        acc = module.estimate_accuracy(best[None], module.heldout_batches(self.num_batches))[0]
         return {
             "arch": module.arch_string(best),
-            "est_acc": float(acc),
-            module.cost_metric: float(module.costs(best[None])[0]),
+            "est_acc": float(objectives[0]),
+            module.cost_metric: float(objectives[1]),
             "alpha": {
-                f"{layer}": {module.supernet.choices[layer][i]: round(float(probs[layer, i]), 6) for i in alive}
-                for layer, alive in enumerate(module.alive_indices())
+                f"{layer}": {module.supernet.choices[layer][i]: round(float(probs[layer, i]), 6) for i in ops}
+                for layer, ops in enumerate(alive)
             },
             "threshold": self.threshold,
             "paths": [module.arch_string(p) for p in paths],
             "pruned": [[layer, op] for layer, op in module.pruned],
         }
 
-    def _ranking(self, module: SupernetModule, paths: np.ndarray, objectives: np.ndarray) -> dict[str, Any]:
+    def _ranking(
+        self, module: SupernetModule, paths: np.ndarray, objectives: np.ndarray, est_ranks: np.ndarray
+    ) -> dict[str, Any]:
         reference = build_cost_model(self.reference_factory, module.space, module.input_shape, module.num_classes)
         metric = self.reference_metric or reference.metrics[0]
         archs = [module.space.decode(p) for p in paths]
         true_acc = reference.evaluate(archs)[metric]
         true_ranks = pareto_ranks(np.stack([true_acc, objectives[:, 1]], axis=1), DIRECTIONS)
-        est_ranks = pareto_ranks(objectives, DIRECTIONS)
         return {
             "n": len(paths),
             "reference_metric": metric,

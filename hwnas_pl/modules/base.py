@@ -49,12 +49,16 @@ class HWNASModule(L.LightningModule):
             for key in [k for k, v in store.items() if not _is_plain(v)]:
                 del store[key]
 
+    def checkpoint_source(self) -> str:
+        """How error messages name the checkpoint being loaded (its path when the Trainer knows it)."""
+        trainer = self._trainer
+        return f"Checkpoint '{trainer.ckpt_path}'" if trainer is not None and trainer.ckpt_path else "The checkpoint"
+
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if not self.strict_loading or "state_dict" not in checkpoint:
             return
-        trainer = self._trainer
-        source = f"Checkpoint '{trainer.ckpt_path}'" if trainer is not None and trainer.ckpt_path else "The checkpoint"
+        source = self.checkpoint_source()
         hparams = checkpoint.get("hyper_parameters") or {}
         writer = hparams.get("_class_path")
         check_state_dict_matches(self, checkpoint["state_dict"], source=source, writer=writer)

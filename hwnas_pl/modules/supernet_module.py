@@ -121,6 +121,7 @@ class SupernetModule(HWNASModule):
         self.pruned: list[tuple[int, str]] = []
         self._cost_cache: dict[tuple[int, ...], float] = {}
         self._heldout: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._heldout_asked = 0
         self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -131,8 +132,8 @@ class SupernetModule(HWNASModule):
         return "warmup" if self.current_epoch < self.warmup_epochs else "search"
 
     def alive_indices(self) -> list[list[int]]:
-        """Op indices (the space's encoding) still alive in each layer."""
-        return [torch.nonzero(row).flatten().tolist() for row in self.alive_mask.cpu()]
+        """Op indices (the space's encoding) still alive in each layer (read from the network: no device sync)."""
+        return [[ops.index(op) for op in self.supernet.alive(layer)] for layer, ops in enumerate(self.supernet.choices)]
 
     def ops_of(self, path: Sequence[int]) -> tuple[str, ...]:
         """Op names of a path of op indices."""
@@ -167,7 +168,7 @@ class SupernetModule(HWNASModule):
         Raises:
             ConfigError: when the run has no validation data.
         """
-        if len(self._heldout) < num_batches:
+        if num_batches > self._heldout_asked:  # a loader shorter than asked is read once, not on every call
             trainer = self.trainer
             if trainer.val_dataloaders is None:
                 trainer.fit_loop.epoch_loop.val_loop.setup_data()
@@ -183,6 +184,7 @@ class SupernetModule(HWNASModule):
                 self._heldout.append((x.to(self.device), y.to(self.device)))
                 if len(self._heldout) == num_batches:
                     break
+            self._heldout_asked = num_batches
         return self._heldout[:num_batches]
 
     @torch.no_grad()
@@ -201,7 +203,8 @@ class SupernetModule(HWNASModule):
 
     def costs(self, paths: np.ndarray) -> np.ndarray:
         """The hardware cost of each path from the cost model, computed on rank 0 and shared with every rank."""
-        todo = [tuple(int(i) for i in p) for p in paths if tuple(int(i) for i in p) not in self._cost_cache]
+        keys = [tuple(int(i) for i in p) for p in paths]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cost_cache))
         if todo:
             values = None
             if self._trainer is None or self.trainer.is_global_zero:
@@ -210,7 +213,7 @@ class SupernetModule(HWNASModule):
             if self._trainer is not None and self.trainer.world_size > 1:
                 values = self.trainer.strategy.broadcast(values, src=0)
             self._cost_cache.update(zip(todo, values))
-        return np.array([self._cost_cache[tuple(int(i) for i in p)] for p in paths])
+        return np.array([self._cost_cache[k] for k in keys])
 
     # ------------------------------------------------------------------ pruning
     def prune_ops(self, ops: Sequence[tuple[int, str]]) -> int:
@@ -325,9 +328,7 @@ class SupernetModule(HWNASModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         info = checkpoint.get("supernet")
-        source = (
-            f"Checkpoint '{self._trainer.ckpt_path}'" if self._trainer and self._trainer.ckpt_path else "The checkpoint"
-        )
+        source = self.checkpoint_source()
         if info is None:
             raise CheckpointMismatchError(
                 f"{source} was not written by a SupernetModule; expected a supernet checkpoint."
