@@ -225,6 +225,18 @@ def test_search_updates_alpha_prunes_ops_and_leaves_the_optimizer_consistent(tmp
     assert record["params_after"] == sum(p.numel() for p in module.supernet.parameters()) < record["params_before"]
 
 
+def test_alpha_updates_continue_when_pruning_leaves_fewer_sub_networks_than_n(tmp_path):
+    callbacks = [
+        ParetoRankAlphaUpdate(n=12, top_n=4, num_batches=1),
+        OperationPruning(at_epochs=[1], num_samples=20, keep=1, num_batches=1),  # one path survives
+    ]
+    module = _module()
+    trainer = _trainer(tmp_path, 3, callbacks, limit_val_batches=1)
+    trainer.fit(module, DigitsDataModule(batch_size=32))
+    assert all(len(ops) == 1 for ops in module.alive_indices())
+    assert trainer.callbacks[0].updates == 3 and len(trainer.callbacks[0].history[-1]["front"]) == 1
+
+
 def test_resume_in_warmup_search_and_after_pruning_restores_every_state(tmp_path):
     # warm-up epochs 0-1, search 2-4, pruning after epoch 3
     _trainer(tmp_path, 5, _callbacks(tmp_path, 3)).fit(_module(warmup_epochs=2), DigitsDataModule(batch_size=32))

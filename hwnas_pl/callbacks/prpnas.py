@@ -55,8 +55,12 @@ def _check_n(name: str, n: int, module: SupernetModule, owner: str) -> None:
 def evaluate_sample(
     module: SupernetModule, n: int, rng: np.random.Generator, num_batches: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` distinct sub-networks and their (estimated accuracy, cost) objectives, ``(n, L)`` and ``(n, 2)``."""
-    paths = module.sample_subnets(n, rng)
+    """``n`` distinct sub-networks and their (estimated accuracy, cost) objectives, ``(n, L)`` and ``(n, 2)``.
+
+    After a pruning the alive space may hold fewer than ``n``: then every one of them is evaluated (the callbacks
+    refuse an ``n`` beyond the unpruned space when training starts).
+    """
+    paths = module.sample_subnets(min(n, subspace_size(module.alive_indices())), rng)
     acc = module.estimate_accuracy(paths, module.heldout_batches(num_batches))
     return paths, np.stack([acc, module.costs(paths)], axis=1)
 
@@ -281,8 +285,7 @@ class OperationPruning(L.Callback):
     def prune(self, trainer: L.Trainer, module: SupernetModule, epoch: int) -> dict[str, Any]:
         """Sample, select by HVI and prune; returns the record of what was removed."""
         alive = module.alive_indices()
-        n = min(self.num_samples, subspace_size(alive))
-        paths, objectives = evaluate_sample(module, n, self.rng, self.num_batches)
+        paths, objectives = evaluate_sample(module, self.num_samples, self.rng, self.num_batches)
         ranks = pareto_ranks(objectives, DIRECTIONS)
         ref = nadir_reference_point(objectives, DIRECTIONS, margin=self.ref_margin)
         candidates = [int(i) for i in best_first(objectives, ranks) if ranks[i] <= 2]
@@ -386,8 +389,7 @@ class SupernetExport(L.Callback):
         """Evaluate and write the files; returns the output folder."""
         out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / "export"
         rng = np.random.default_rng(self.seed)
-        n = min(self.num_samples, subspace_size(module.alive_indices()))
-        paths, objectives = evaluate_sample(module, n, rng, self.num_batches)
+        paths, objectives = evaluate_sample(module, self.num_samples, rng, self.num_batches)
         best = module.argmax_path()
         if not (paths == best).all(axis=1).any():
             paths = np.vstack([paths, best])
