@@ -10,6 +10,7 @@ from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel, NASBench201T
 from hwnas_pl.cli import cli_main
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
+from hwnas_pl.search.constraints import parse_constraints
 from hwnas_pl.search.runner import SearchRunner
 from hwnas_pl.spaces import AnalogNASSpace, NASBench201Space
 from hwnas_pl.surrogates import AnalogSurrogate, load_training_data, pairwise_hinge
@@ -229,3 +230,22 @@ def test_macro_space_trained_evaluator_feeds_the_surrogate(tmp_path):
     assert np.isfinite(surrogate.evaluate([rows[1]["arch"]])["avm"]).all()
     with pytest.raises(ConfigError, match="hwa_epochs >= 1 and trials >= 2"):
         AnalogTrainingEvaluator(space, data, trials=1)
+
+
+def test_t_avm_through_the_constraint_channel_is_max_avm(space, surrogate, tmp_path):
+    """``constraints: {avm: {"<": 5}}`` drives the EA exactly as ``max_avm: 5`` did; the front meets it too."""
+    kw = dict(population_size=16, iterations=4, check_every=2, check_size=4, final_candidates=3)
+    model = NASBench201AnalogModel(space)
+    summaries = []
+    for k, (ea_kw, constraints) in enumerate([({"max_avm": 5.0}, None), ({}, {"avm": {"<": 5.0}})]):
+        ea = AnalogNASEvolution(space, _copy(surrogate), **kw, **ea_kw)
+        runner = SearchRunner(space, ea, [model], OBJECTIVES, 100, str(tmp_path / str(k)), seed=2, progress=False,
+                              constraints=constraints)  # fmt: skip
+        result = runner.run()
+        summaries.append(ea.summary())
+    assert summaries[0]["top1"] == summaries[1]["top1"] and summaries[0]["population"] == summaries[1]["population"]
+    assert summaries[1]["constraints"] == ["avm < 5"] and summaries[1]["top1"]["measured"]["avm"] < 5.0
+    assert result.front and all(p["avm"] < 5.0 for p in result.front)
+    ea = AnalogNASEvolution(space, _copy(surrogate), **kw, max_avm=3.0)
+    with pytest.raises(ConfigError, match="max_avm=3.0 disagrees with the search's constraint avm < 5"):
+        ea.setup(3, 0, OBJECTIVES, parse_constraints({"avm": {"<": 5}}))

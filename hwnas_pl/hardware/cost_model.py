@@ -55,6 +55,14 @@ class CostModel(ABC):
         """Names of the arrays :meth:`evaluate` returns."""
         return tuple(self.directions)
 
+    def place(self, device: str) -> None:
+        """Use ``device`` (this process's GPU in a sharded search, or ``"cpu"``) for work the model does itself.
+
+        Default: nothing (tables, analytic counts and predictors need no device). Training-based evaluators
+        train on it; a latency model measuring a GPU measures this process's one.
+        """
+        return None
+
     # ------------------------------------------------------------------ TO BE OVERWRITTEN
     @abstractmethod
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:

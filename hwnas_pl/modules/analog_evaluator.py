@@ -69,7 +69,13 @@ class AnalogTrainingEvaluator(CostModel):
         self.preset, self.digital_epochs, self.hwa_epochs, self.lr = preset, digital_epochs, hwa_epochs, lr
         self.trials, self.seed, self.accelerator = trials, seed, accelerator
         self.limit_train_batches = limit_train_batches
+        self.devices: int | list[int] = 1
         self._ready = False
+
+    def place(self, device: str) -> None:
+        """In a sharded search, train on this process's GPU (``cuda:N`` -> ``devices=[N]``) unless on CPU."""
+        if device.startswith("cuda") and self.accelerator in ("gpu", "cuda", "auto"):
+            self.devices = [int(device.partition(":")[2] or 0)]
 
     def _module(self, arch: Any) -> AnalogModule:
         epochs = self.digital_epochs + self.hwa_epochs
@@ -94,7 +100,7 @@ class AnalogTrainingEvaluator(CostModel):
         trainer = pl.Trainer(
             max_epochs=self.digital_epochs + self.hwa_epochs,
             accelerator=self.accelerator,
-            devices=1,
+            devices=self.devices,
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,

@@ -15,6 +15,10 @@
    ``final_candidates: k > 1`` the surrogate's top-k are evaluated and the best measured one that meets T_AVM is
    returned (an extension: ranking errors among near-equal networks cost little when k networks are trained).
 
+T_AVM comes through the search's constraint channel, ``constraints: {avm: {"<": 5.0}}`` (``max_avm`` is the older
+spelling of the same budget). Every constraint on a metric the surrogate predicts (``avm``, ``sigma_1d``,
+``acc_1d_score``) is applied to its predictions; the final pick must meet every constraint by its measured values.
+
 [AMBIG] choices: Algorithm 6 prints "until AVM > T_AVM", read as the constraint AVM < T_AVM of Eq. 5.3; the fitness
 is the surrogate's 1-day accuracy rank (Algorithm 6's "top 50% by predicted rank"), σ is predicted and reported.
 The runner's ``max_evaluations`` bounds the true evaluations.
@@ -29,11 +33,13 @@ import numpy as np
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.pareto import kendall_tau
+from hwnas_pl.search.constraints import Constraint
 from hwnas_pl.search.strategies import SearchStrategy
 from hwnas_pl.spaces.base import SearchSpace
 from hwnas_pl.surrogates.analog import TARGETS, AnalogSurrogate
 
 SurrogateFactory = Callable[[SearchSpace], AnalogSurrogate]
+DEFAULT_MAX_AVM = 10.0  # the thesis's T_AVM by default
 
 
 class AnalogNASEvolution(SearchStrategy):
@@ -45,7 +51,8 @@ class AnalogNASEvolution(SearchStrategy):
         surrogate: a trained surrogate, or a factory called with ``space`` (YAML: class_path + init_args).
         population_size: architectures in the population (thesis: 200).
         iterations: evolution iterations (thesis: 200).
-        max_avm: T_AVM, in accuracy points (thesis: 10 by default, 5 in its main results).
+        max_avm: T_AVM, in accuracy points, when the search has no ``avm`` constraint (thesis: 10 by default, 5 in
+            its main results); prefer ``constraints: {avm: {"<": T_AVM}}`` in the search config.
         check_every: iterations between surrogate checks (thesis: 100).
         check_size: population members evaluated for real at each check.
         tau_threshold: fine-tune the surrogate when its Kendall tau on the checked members is below this (0.9).
@@ -54,13 +61,15 @@ class AnalogNASEvolution(SearchStrategy):
         final_candidates: the surrogate's top-k evaluated at the end; the best measured is returned (1: Algorithm 6).
     """
 
+    handles_constraints = True
+
     def __init__(
         self,
         space: SearchSpace,
         surrogate: SurrogateFactory | AnalogSurrogate,
         population_size: int = 200,
         iterations: int = 200,
-        max_avm: float = 10.0,
+        max_avm: float | None = None,
         check_every: int = 100,
         check_size: int = 20,
         tau_threshold: float = 0.9,
@@ -86,7 +95,10 @@ class AnalogNASEvolution(SearchStrategy):
                 f"The surrogate was built for the '{self.surrogate.space.name}' space; "
                 f"the search is over '{space.name}'."
             )
-        self.population_size, self.iterations, self.max_avm = population_size, iterations, max_avm
+        self.population_size, self.iterations, self.max_avm_arg = population_size, iterations, max_avm
+        self.max_avm = DEFAULT_MAX_AVM if max_avm is None else float(max_avm)
+        #: constraints on metrics the surrogate predicts (T_AVM among them), applied to its predictions
+        self.predicted_constraints: list[Constraint] = [Constraint("avm", "<", self.max_avm)]
         self.check_every, self.check_size, self.tau_threshold = check_every, check_size, tau_threshold
         self.sampling, self.max_redraws, self.final_candidates = sampling, max_redraws, final_candidates
         # state (pickled whole by the runner)
@@ -101,6 +113,15 @@ class AnalogNASEvolution(SearchStrategy):
         self.candidates: list[Any] = []
 
     # ------------------------------------------------------------------ surrogate
+    def _predicted_ok(self, archs: list[Any]) -> np.ndarray:
+        """Mask of ``archs`` whose predictions meet every constraint on a predicted metric (T_AVM)."""
+        pred = self.predict(archs)
+        columns = {"acc_1d_score": pred[:, 0], "avm": pred[:, 1], "sigma_1d": pred[:, 2]}
+        ok = np.ones(len(archs), dtype=bool)
+        for c in self.predicted_constraints:
+            ok &= c.feasible(columns[c.metric])
+        return ok
+
     def predict(self, archs: list[Any]) -> np.ndarray:
         """``(len(archs), 3)`` predicted (score, AVM, σ), cached per architecture until the surrogate changes."""
         new = [a for a in dict.fromkeys(archs) if a not in self.predictions]
@@ -117,13 +138,16 @@ class AnalogNASEvolution(SearchStrategy):
             draws = [a for a in dict.fromkeys(self.space.sample(max(2 * n, 16), self.rng, self.sampling))
                      if a not in exclude and a not in found]  # fmt: skip
             if draws:
-                ok = self.predict(draws)[:, 1] < self.max_avm
+                ok = self._predicted_ok(draws)
                 found += [a for a, keep in zip(draws, ok) if keep][: n - len(found)]
             if len(found) >= n:
                 return found
+        others = [str(c) for c in self.predicted_constraints if c.metric != "avm"]
+        meeting = f"a predicted AVM below max_avm={self.max_avm}" + (f" and {', '.join(others)}" if others else "")
         raise ConfigError(
             f"After {self.max_redraws} rounds of draws only {len(found)} of {n} new architectures of "
-            f"'{self.space.name}' have a predicted AVM below max_avm={self.max_avm}; raise max_avm."
+            f"'{self.space.name}' have {meeting}; raise max_avm (constraints: {{avm: {{'<': ...}}}}) or loosen "
+            "the others."
         )
 
     # ------------------------------------------------------------------ Algorithm 6
@@ -135,8 +159,26 @@ class AnalogNASEvolution(SearchStrategy):
                 f"AnalogNASEvolution checks its surrogate against measured {', '.join(TARGETS)}; the search's "
                 f"objectives {names} lack '{missing[0]}' (use an evaluator such as nasbench201_analog)."
             )
+        self._resolve_constraints()
         self.rng = np.random.default_rng(seed)
         self.population = self._fresh(self.population_size, set())
+
+    def _resolve_constraints(self) -> None:
+        """T_AVM from the search's ``avm`` constraint (or ``max_avm``); the search's predicted-metric constraints."""
+        predicted = {"acc_1d_score", "avm", "sigma_1d"}
+        mine = [c for c in self.constraints if c.metric in predicted]
+        avm = [c for c in mine if c.metric == "avm"]
+        if avm and self.max_avm_arg is not None and any(c.bound != float(self.max_avm_arg) for c in avm):
+            raise ConfigError(
+                f"AnalogNASEvolution max_avm={self.max_avm_arg} disagrees with the search's constraint "
+                f"{avm[0]}; give T_AVM once (constraints: {{avm: {{'<': ...}}}})."
+            )
+        if avm:
+            upper = [c.bound for c in avm if c.op in ("<", "<=")]
+            self.max_avm = min(upper) if upper else self.max_avm
+            self.predicted_constraints = mine
+        else:
+            self.predicted_constraints = [Constraint("avm", "<", self.max_avm), *mine]
 
     def step(self) -> None:
         """One iteration: top half by predicted rank, one mutant each, violators and duplicates redrawn."""
@@ -144,7 +186,7 @@ class AnalogNASEvolution(SearchStrategy):
         parents = [self.population[i] for i in np.argsort(-scores, kind="stable")[: self.population_size // 2]]
         children = [self.space.mutate(a, self.rng) for a in parents]
         pool = list(dict.fromkeys(parents + children))
-        pool = [a for a, p in zip(pool, self.predict(pool)) if p[1] < self.max_avm]
+        pool = [a for a, ok in zip(pool, self._predicted_ok(pool)) if ok]
         pool = pool[: self.population_size]
         self.population = pool + self._fresh(self.population_size - len(pool), set(pool))
         self.iteration += 1
@@ -164,13 +206,17 @@ class AnalogNASEvolution(SearchStrategy):
         pick = self.rng.choice(len(self.population), size=self.check_size, replace=False)
         return [self.population[i] for i in np.sort(pick)]
 
-    def _tell(self, archs: list[Any], F: np.ndarray) -> None:
+    def _tell(self, archs: list[Any], F: np.ndarray, G: np.ndarray | None) -> None:
         names = list(self.objectives or {})
         values = {t: F[:, names.index(t)] * (-1.0 if self.objectives[t] == "max" else 1.0) for t in TARGETS}
         for k, a in enumerate(archs):
             self.measured[a] = {t: float(values[t][k]) for t in TARGETS}
-        if self.phase == "final":  # the best measured candidate within T_AVM, else the surrogate's top-1
-            ok = [a for a in archs if self.measured[a]["avm"] < self.max_avm]
+        if self.phase == "final":  # the best measured candidate within every budget, else the surrogate's top-1
+            feasible = np.ones(len(archs), dtype=bool) if G is None else (G <= 0).all(axis=1)
+            avm = [c for c in self.predicted_constraints if c.metric == "avm"]
+            for c in avm:  # T_AVM on the measured AVM (also when it came as max_avm, not through G)
+                feasible &= c.feasible(values["avm"])
+            ok = [a for a, keep in zip(archs, feasible) if keep]
             self.top1 = max(ok, key=lambda a: self.measured[a]["acc_1d"]) if ok else archs[0]
             self.candidates = list(archs)
             self.phase = "done"
@@ -183,13 +229,32 @@ class AnalogNASEvolution(SearchStrategy):
             self.surrogate.fine_tune(measured, {t: [self.measured[a][t] for a in measured] for t in TARGETS})
             self.predictions.clear()
             # fine-tuning may move the population past T_AVM: redraw the members that now break it
-            ok = [a for a, p in zip(self.population, self.predict(self.population)) if p[1] < self.max_avm]
+            ok = [a for a, keep in zip(self.population, self._predicted_ok(self.population)) if keep]
             self.population = ok + self._fresh(self.population_size - len(ok), set(ok))
         self.checks.append(
             {"iteration": self.iteration, "kendall_tau": tau, "checked": len(archs), "fine_tuned": tuned}
         )
         if self.iteration >= self.iterations:
             self.phase = "final"
+
+    # ------------------------------------------------------------------ checkpoint
+    def _state_dict(self) -> dict[str, Any]:
+        """The evolution's state; the surrogate only once fine-tuned (otherwise the config rebuilds it as it was)."""
+        state = {k: v for k, v in vars(self).items() if k not in ("space", "surrogate", "n_obj", "objectives",
+                                                                   "constraints", "predictions")}  # fmt: skip
+        state["rng"] = self.rng.bit_generator.state
+        state["surrogate"] = self.surrogate.state_dict() if any(c["fine_tuned"] for c in self.checks) else None
+        return state
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        surrogate, rng = state.pop("surrogate", None), state.pop("rng")
+        self.__dict__.update(state)
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = rng
+        if surrogate is not None:
+            self.surrogate.load_state_dict(surrogate)
+        self.predictions = {}
 
     # ------------------------------------------------------------------ result
     def summary(self) -> dict[str, Any]:
@@ -210,6 +275,7 @@ class AnalogNASEvolution(SearchStrategy):
             "iterations": self.iteration,
             "true_evaluations": len(self.measured),
             "max_avm": self.max_avm,
+            "constraints": [str(c) for c in self.predicted_constraints],
             "constraint": self.space.constraint(),
             "checks": self.checks,
             "population": [

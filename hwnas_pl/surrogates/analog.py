@@ -219,12 +219,10 @@ class AnalogSurrogate(CostModel):
         out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Pickle the trained models with the space and inputs they were trained for."""
+    def state_dict(self) -> dict[str, Any]:
+        """The trained models (XGBoost's JSON) with what they were trained on and for."""
         self._require_trained()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
+        return {
             "space": self.space.name,
             "input_shape": self.input_shape,
             "num_classes": self.num_classes,
@@ -232,6 +230,20 @@ class AnalogSurrogate(CostModel):
             "train_archs": [self.space.to_string(a) for a in self.train_archs],
             "train_targets": self.train_targets,
         }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (predictions are bit-identical to the saved surrogate's)."""
+        import xgboost as xgb
+
+        self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
+        self.train_archs = [self.space.validate(a) for a in state["train_archs"]]
+        self.train_targets = state["train_targets"]
+
+    def save(self, path: str | Path) -> Path:
+        """Pickle :meth:`state_dict`: the trained models with the space and inputs they were trained for."""
+        state = self.state_dict()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(state))
         return path
 
@@ -241,17 +253,13 @@ class AnalogSurrogate(CostModel):
         Raises:
             UserInputError: when the file is missing or was trained for another space or input.
         """
-        import xgboost as xgb
-
         path = Path(path)
         if not path.is_file():
             raise UserInputError(f"Surrogate '{path}' does not exist; expected a file written by AnalogSurrogate.save.")
         state = pickle.loads(path.read_bytes())
         wanted = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
         check_trained_for("Surrogate", path, state, wanted)
-        self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
-        self.train_archs = [self.space.validate(a) for a in state["train_archs"]]
-        self.train_targets = state["train_targets"]
+        self.load_state_dict(state)
 
 
 def load_training_data(

@@ -1,0 +1,172 @@
+"""Search callbacks (:class:`~hwnas_pl.search.minimize.SearchCallback`): what a search writes, logs and draws.
+
+- :class:`SearchCheckpoint`: ``search_state.pkl`` after every generation (rank 0, atomic).
+- :class:`SearchOutputs`: ``pareto_front.json``, ``history.csv`` and ``summary.json`` at the end.
+- :class:`ParetoPlot`: ``pareto_front.png`` (the exact front drawn when the search computed it).
+- :class:`WandbSearchLogger`: evaluations and hypervolume per generation; the front as a table and the plot.
+- :class:`SearchProgressBar`: a tqdm bar of the evaluations.
+
+Files are written on rank 0 only; every rank runs the same search, so nothing has to be gathered.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas_pl.search.minimize import Search, SearchCallback, SearchResult
+
+STATE_FILE = "search_state.pkl"
+
+
+class SearchCheckpoint(SearchCallback):
+    """Write :meth:`Search.state_dict` to ``dirpath/search_state.pkl`` after every generation.
+
+    The file stays at the last completed generation, so a resumed search asks exactly what this one would have.
+    """
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.path = Path(dirpath) / STATE_FILE
+
+    def on_generation_end(self, search: Search) -> None:
+        if search.rank != 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(search.state_dict()))
+        tmp.replace(self.path)
+
+
+class SearchOutputs(SearchCallback):
+    """``pareto_front.json`` (``{arch, <objective>...}``), ``history.csv`` (every evaluation), ``summary.json``."""
+
+    def __init__(self, dirpath: str | Path) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        result.output_dir = self.dirpath
+        if search.rank != 0:
+            return
+        out = self.dirpath
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "pareto_front.json").write_text(json.dumps(result.front, indent=1))
+        with (out / "history.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(search.history[0]) if search.history else ["eval", "arch"])
+            writer.writeheader()
+            writer.writerows(search.history)
+        (out / "summary.json").write_text(json.dumps(result.summary(search), indent=1))
+
+
+class ParetoPlot(SearchCallback):
+    """The evaluated architectures and the found front in objective space (first two objectives), as a PNG."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        if search.rank != 0:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        F = search.objectives_of(search.history)
+        front_idx, true_F = result.front_index, result.true_front
+        names, directions = list(search.objectives), search.directions
+        x, y = (0, 1) if len(names) >= 2 else (0, 0)
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        ax.scatter(F[:, x], F[:, y], s=8, c="0.75", label=f"evaluated ({len(F)})")
+        if search.constraints:
+            bad = ~search.feasible(search.history)
+            ax.scatter(F[bad, x], F[bad, y], s=8, c="0.9", marker="x", label=f"over budget ({int(bad.sum())})")
+        if true_F is not None and len(true_F):
+            order = np.argsort(true_F[:, x])
+            where = "post" if directions[x] == directions[y] else "pre"  # the attainment staircase turns
+            ax.step(true_F[order, x], true_F[order, y], where=where, c="k", lw=1, label="exact front")
+        ax.scatter(F[front_idx, x], F[front_idx, y], s=18, c="tab:red", label=f"found front ({len(front_idx)})")
+        ax.set_xlabel(f"{names[x]} ({directions[x]})")
+        ax.set_ylabel(f"{names[y]} ({directions[y]})")
+        ax.set_title(f"{search.space.name}: {len(search.history)} evaluations")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.path, dpi=120)
+        plt.close(fig)
+
+
+class WandbSearchLogger(SearchCallback):
+    """A W&B run of the search (offline unless ``mode`` says otherwise), on rank 0.
+
+    Logs ``search/evaluations`` and ``search/hypervolume`` after each generation; at the end the front as a
+    table, the plot (when ``plot`` is given and written first) and the summary's numbers.
+
+    Args:
+        dir: where the run's files go.
+        plot: the PNG a :class:`ParetoPlot` writes, to log with the front.
+        **kwargs: ``wandb.init`` arguments (``project``, ``mode``, ``name``, ...).
+    """
+
+    def __init__(self, dir: str | Path = ".", plot: str | Path | None = None, **kwargs: Any) -> None:
+        self.dir, self.plot, self.kwargs = Path(dir), plot, kwargs
+        self.run: Any = None
+
+    def on_search_start(self, search: Search) -> None:
+        if search.rank != 0:
+            return
+        import wandb
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        kwargs = {"dir": str(self.dir), "mode": "offline", "job_type": "search", **self.kwargs}
+        config = {"space": search.space.name, "objectives": search.objectives, "budget": search.max_evaluations,
+                  "constraints": [str(c) for c in search.constraints]}  # fmt: skip
+        self.run = wandb.init(config=config, **kwargs)
+
+    def on_generation_end(self, search: Search) -> None:
+        if self.run is not None:
+            hv = search.history_hypervolume()
+            self.run.log({"search/evaluations": len(search.history), "search/hypervolume": hv})
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        front = result.front
+        table = wandb.Table(columns=list(front[0]) if front else ["arch"], data=[list(r.values()) for r in front])
+        logged: dict[str, Any] = {"search/pareto_front": table}
+        if self.plot is not None and Path(self.plot).is_file():
+            logged["search/pareto_front_plot"] = wandb.Image(str(self.plot))
+        self.run.log(logged)
+        summary = result.summary(search)
+        self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None})
+        self.run.finish()
+        self.run = None
+
+
+class SearchProgressBar(SearchCallback):
+    """A tqdm bar counting evaluations against the budget (rank 0)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def on_search_start(self, search: Search) -> None:
+        if search.rank != 0:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=search.max_evaluations, initial=len(search.history), desc="hwnas search", unit="arch")
+
+    def on_evaluated(self, search: Search, archs: list[Any]) -> None:
+        if self.bar is not None:
+            self.bar.update(len(archs))
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,420 @@
+r"""Search as a library call: :func:`minimize` runs ask → evaluate → tell until the budget is spent; it writes no files.
+
+.. code-block:: python
+
+    result = minimize(NASBench201Space(), NSGA2Search(space), [NASBench201TableModel(space), LatencyLUT(space)],
+                      objectives={"baseline_acc": "max", "latency_ms": "min"},
+                      constraints={"latency_ms": {"<=": 4.0}}, max_evaluations=1000,
+                      callbacks=[WandbSearchLogger(project="hwnas")])
+
+Objectives and constraints name metrics of the evaluators (any :class:`~hwnas_pl.hardware.cost_model.CostModel`).
+The strategy is told ``F`` (objectives as minimisation) and ``G`` (constraints, ``<= 0`` feasible); the front is
+the non-dominated set of the *feasible* architectures evaluated. Outputs, checkpoints, W&B and plots are
+:mod:`search callbacks <hwnas_pl.search.callbacks>`; :class:`~hwnas_pl.search.runner.SearchRunner` is this loop
+plus resume and the output callbacks.
+
+Under ``torchrun`` every rank runs the same strategy with the same seed; each generation's new architectures are
+split across ranks, evaluated (each rank on its own GPU when there are GPUs), and gathered, so every rank tells the
+strategy the same values.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory
+from hwnas_pl.pareto import as_minimization, hypervolume, nadir_reference_point, non_dominated_fronts
+from hwnas_pl.search.constraints import Constraint, constraint_matrix, feasible_rows, parse_constraints
+from hwnas_pl.search.strategies import SearchStrategy
+from hwnas_pl.spaces.base import SearchSpace
+
+#: version of :meth:`Search.state_dict` (1: the strategy pickled whole, before search callbacks)
+STATE_VERSION = 2
+
+#: A strategy class given in YAML by class_path and init_args, without the space (passed in).
+StrategyFactory = Callable[[SearchSpace], SearchStrategy]
+
+
+@dataclass
+class SearchResult:
+    """What a finished search found.
+
+    Attributes:
+        front: the non-dominated feasible architectures, ``{arch, <objective>: value, ...}`` in evaluation order.
+        n_evaluations: distinct architectures evaluated.
+        hypervolume: of the front, at ``reference_point``.
+        normalized_hypervolume: the front's hypervolume over the exact front's (``reference_front``), else ``None``.
+        output_dir: where the output callbacks wrote (``None`` from :func:`minimize` alone).
+        strategy: the strategy's own summary (e.g. AnalogNAS's top-1), if it has one.
+    """
+
+    front: list[dict[str, Any]]
+    n_evaluations: int
+    hypervolume: float
+    normalized_hypervolume: float | None
+    output_dir: Path | None = None
+    strategy: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    generations: int = 0
+    reference_point: list[float] = field(default_factory=list)
+    n_feasible: int = 0
+    seconds: float = 0.0
+    true_front: np.ndarray | None = None  # objectives of the exact front (``reference_front``)
+    front_index: np.ndarray | None = None  # rows of ``history`` on the front
+
+    def summary(self, search: Search) -> dict[str, Any]:
+        """``summary.json``'s content."""
+        out = {
+            "space": search.space.name,
+            "objectives": search.objectives,
+            "n_evaluations": self.n_evaluations,
+            "generations": self.generations,
+            "front_size": len(self.front),
+            "reference_point": self.reference_point,
+            "hypervolume": self.hypervolume,
+            "normalized_hypervolume": self.normalized_hypervolume,
+            "seconds": self.seconds,
+        }
+        if search.constraints:
+            out["constraints"] = [str(c) for c in search.constraints]
+            out["n_feasible"] = self.n_feasible
+        if self.strategy is not None:
+            out["strategy"] = self.strategy
+        return out
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size), initialising a gloo process group when launched by torchrun and not yet initialised."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_device(rank: int) -> str:
+    """This process's device: ``cuda:<LOCAL_RANK mod GPUs>`` when the machine has GPUs, else ``cpu``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    index = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return f"cuda:{index}"
+
+
+class SearchCallback:
+    """Hooks of a search (pymoo's ``Callback``; Lightning's ``Callback`` habits). Override what you need.
+
+    ``search`` is the running :class:`Search`: its space, strategy, ``history`` (one row per evaluated
+    architecture), ``generation``, ``rank`` and ``world_size``.
+    """
+
+    def on_search_start(self, search: Search) -> None:
+        """Before the first ``ask()`` (also of a resumed search)."""
+
+    def on_evaluated(self, search: Search, archs: list[Any]) -> None:
+        """After ``archs`` (the generation's new architectures) were evaluated and added to the history."""
+
+    def on_generation_end(self, search: Search) -> None:
+        """After the strategy was told a whole generation."""
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        """With the finished search's result."""
+
+
+class Search:
+    """One population search over ``space``: its loop, its state and its callbacks (see :func:`minimize`)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        strategy: SearchStrategy | StrategyFactory,
+        evaluators: Sequence[CostModel | CostModelFactory],
+        objectives: Mapping[str, str] | None = None,
+        constraints: Mapping[str, Mapping[str, float]] | Sequence[Constraint] | None = None,
+        max_evaluations: int = 1000,
+        seed: int = 0,
+        callbacks: Sequence[SearchCallback] = (),
+        reference_front: bool = False,
+        max_enumerate: int = 20000,
+    ) -> None:
+        self.space = space
+        self.strategy = strategy if isinstance(strategy, SearchStrategy) else strategy(space)
+        self.evaluators = [e if isinstance(e, CostModel) else e(space) for e in evaluators]
+        if not self.evaluators:
+            raise ConfigError("A search needs at least one evaluator (a cost model or benchmark table).")
+        available = {m: d for e in self.evaluators for m, d in e.directions.items()}
+        self.objectives = dict(objectives) if objectives else available
+        unknown = [m for m in self.objectives if m not in available]
+        if unknown:
+            raise ConfigError(
+                f"Objective '{unknown[0]}' is not computed by any evaluator; expected one of: {', '.join(available)}."
+            )
+        if len(self.objectives) < 1:
+            raise ConfigError("A search needs at least one objective.")
+        self.constraints = parse_constraints(constraints)
+        unknown = [c.metric for c in self.constraints if c.metric not in available]
+        if unknown:
+            raise ConfigError(
+                f"Constraint on '{unknown[0]}' names a metric no evaluator computes; expected one of: "
+                f"{', '.join(available)}."
+            )
+        if max_evaluations < 1:
+            raise ConfigError(f"max_evaluations must be >= 1, got {max_evaluations}.")
+        self.max_evaluations = max_evaluations
+        self.seed = seed
+        self.callbacks = list(callbacks)
+        self.reference_front = reference_front
+        self.max_enumerate = max_enumerate
+        self.rank, self.world_size = _dist()
+        self.device = rank_device(self.rank)
+        for evaluator in self.evaluators:
+            evaluator.place(self.device)
+        # state
+        self.history: list[dict[str, Any]] = []
+        self.cache: dict[Any, dict[str, float]] = {}
+        self.generation = 0
+        self._resumed = False
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def directions(self) -> list[str]:
+        return list(self.objectives.values())
+
+    def _evaluate_local(self, archs: list[Any]) -> list[dict[str, float]]:
+        rows: list[dict[str, float]] = [{} for _ in archs]
+        if not archs:
+            return rows
+        for evaluator in self.evaluators:
+            values = evaluator.evaluate(archs)
+            for i in range(len(archs)):
+                rows[i].update({m: float(v[i]) for m, v in values.items()})
+        return rows
+
+    def evaluate(self, archs: list[Any]) -> list[dict[str, float]]:
+        """Metrics of every architecture, evaluating each new one once, split across distributed ranks."""
+        new = [a for a in dict.fromkeys(archs) if a not in self.cache]
+        mine = new[self.rank :: self.world_size]
+        results = self._evaluate_local(mine)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: list[Any] = [None] * self.world_size
+            dist.all_gather_object(gathered, (mine, results))
+            pairs = [(a, r) for part_archs, part_rows in gathered for a, r in zip(part_archs, part_rows)]
+        else:
+            pairs = list(zip(mine, results))
+        for arch, row in pairs:
+            self.cache[arch] = row
+        return [self.cache[a] for a in archs]
+
+    def objectives_of(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The objective matrix (user's units and directions) of metric rows."""
+        return np.array([[row[m] for m in self.objectives] for row in rows], dtype=float).reshape(
+            -1, len(self.objectives)
+        )
+
+    def feasible(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Mask of the rows that meet every constraint."""
+        return feasible_rows(rows, self.constraints)
+
+    def history_hypervolume(self) -> float:
+        """Hypervolume of the feasible history so far, at its nadir pushed out by 10 % of each range."""
+        F = self.objectives_of(self.history)[self.feasible(self.history)]
+        if not len(F):
+            return 0.0
+        return hypervolume(F, nadir_reference_point(F, self.directions, margin=0.1), self.directions)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`load_state_dict` needs to continue exactly: history, cache, generation, the strategy's state."""
+        return {
+            "version": STATE_VERSION,
+            "space": self.space.name,
+            "objectives": self.objectives,
+            "constraints": [str(c) for c in self.constraints],
+            "seed": self.seed,
+            "generation": self.generation,
+            "history": self.history,
+            "cache": self.cache,
+            "strategy_class": f"{type(self.strategy).__module__}.{type(self.strategy).__qualname__}",
+            "strategy": self.strategy.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "the search state") -> None:
+        """Continue from :meth:`state_dict` (or a version-1 ``search_state.pkl``, whose strategy was pickled whole).
+
+        Raises:
+            UserInputError: when the state belongs to another space, other objectives or other constraints.
+        """
+        constraints = list(state.get("constraints", []))
+        mine = [str(c) for c in self.constraints]
+        if state.get("space") != self.space.name or state.get("objectives") != self.objectives or constraints != mine:
+            budget = f" and constraints {constraints}" if constraints or mine else ""
+            here = f" and {mine}" if constraints or mine else ""
+            raise UserInputError(
+                f"Cannot resume: {source} is a search of space '{state.get('space')}' with objectives "
+                f"{state.get('objectives')}{budget}; this run is '{self.space.name}' with {self.objectives}{here}."
+            )
+        self.generation, self.history, self.cache = state["generation"], state["history"], state["cache"]
+        if int(state.get("version", 1)) < 2:
+            self.strategy = state["strategy"]  # version 1 pickled the strategy object itself
+            self.strategy.constraints = list(getattr(self.strategy, "constraints", []) or [])
+        else:
+            self.strategy.load_state_dict(state["strategy"])
+        self._resumed = True
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> SearchResult:
+        """Search until ``max_evaluations`` distinct architectures have been evaluated (or the strategy stops)."""
+        start = time.perf_counter()
+        if not self._resumed:
+            self.strategy.setup(len(self.objectives), self.seed, self.objectives, self.constraints)
+        for cb in self.callbacks:
+            cb.on_search_start(self)
+        while len(self.history) < self.max_evaluations:
+            archs = self.strategy.ask()
+            if not archs:
+                break
+            fresh = [a for a in dict.fromkeys(archs) if a not in self.cache]
+            left = self.max_evaluations - len(self.history)
+            truncated = len(fresh) > left
+            if truncated:  # the budget ends inside this generation: evaluate what it allows, tell nothing, stop
+                keep = set(fresh[:left])
+                archs = [a for a in archs if a in self.cache or a in keep]
+                fresh = fresh[:left]
+            rows = self.evaluate(archs)
+            for arch in fresh:
+                row = self.cache[arch]
+                extra = {"feasible": bool(self.feasible([row])[0])} if self.constraints else {}
+                self.history.append(
+                    {"eval": len(self.history), "generation": self.generation, "arch": self.space.to_string(arch),
+                     **row, **extra}
+                )  # fmt: skip
+            for cb in self.callbacks:
+                cb.on_evaluated(self, fresh)
+            if truncated:
+                break
+            F = as_minimization(self.objectives_of(rows), self.directions)
+            G = constraint_matrix(rows, self.constraints) if self.constraints else None
+            self.strategy.tell(archs, F, G)
+            self.generation += 1
+            for cb in self.callbacks:
+                cb.on_generation_end(self)
+        result = self.result(time.perf_counter() - start)
+        for cb in self.callbacks:
+            cb.on_search_end(self, result)
+        return result
+
+    # ------------------------------------------------------------------ result
+    def exact_front(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
+        """(feasible front architectures, their objectives, the worst value of each objective over the space)."""
+        if self.space.size() > self.max_enumerate:
+            raise ConfigError(
+                f"reference_front enumerates the space, but '{self.space.name}' has {self.space.size()} architectures "
+                f"(max_enumerate is {self.max_enumerate})."
+            )
+        archs = list(self.space.enumerate())
+        values: dict[str, np.ndarray] = {}
+        for evaluator in self.evaluators:
+            values.update(evaluator.evaluate(archs))
+        F = np.stack([values[m] for m in self.objectives], axis=1)
+        ok = np.ones(len(archs), dtype=bool)
+        for c in self.constraints:
+            ok &= c.feasible(values[c.metric])
+        feasible = np.flatnonzero(ok)
+        front = feasible[np.sort(non_dominated_fronts(F[feasible], self.directions)[0])] if feasible.size else feasible
+        return [archs[i] for i in front], F[front], nadir_reference_point(F, self.directions, margin=0.0)
+
+    def result(self, seconds: float = 0.0) -> SearchResult:
+        """The front of the feasible history, its hypervolume and (``reference_front``) the normalized one."""
+        F = self.objectives_of(self.history)
+        feasible = np.flatnonzero(self.feasible(self.history))
+        front_idx = np.array([], dtype=int)
+        if feasible.size:
+            front_idx = feasible[np.sort(non_dominated_fronts(F[feasible], self.directions)[0])]
+        front = [
+            {"arch": self.history[i]["arch"], **{m: self.history[i][m] for m in self.objectives}} for i in front_idx
+        ]
+        true_F, norm_hv = None, None
+        if self.reference_front:
+            _, true_F, ref = self.exact_front()
+            hv = hypervolume(F[front_idx], ref, self.directions)
+            true_hv = hypervolume(true_F, ref, self.directions)
+            norm_hv = hv / true_hv if true_hv > 0 else None
+        else:
+            base = F[feasible] if feasible.size else F
+            ref = nadir_reference_point(base, self.directions, margin=0.1) if len(base) else np.zeros(F.shape[1])
+            hv = hypervolume(F[front_idx], ref, self.directions) if front_idx.size else 0.0
+        return SearchResult(
+            front=front,
+            n_evaluations=len(self.history),
+            hypervolume=hv,
+            normalized_hypervolume=norm_hv,
+            strategy=self.strategy.summary(),
+            history=self.history,
+            generations=self.generation,
+            reference_point=[float(r) for r in ref],
+            n_feasible=int(feasible.size),
+            seconds=seconds,
+            true_front=true_F,
+            front_index=front_idx,
+        )
+
+
+def minimize(
+    space: SearchSpace,
+    strategy: SearchStrategy | StrategyFactory,
+    evaluators: Sequence[CostModel | CostModelFactory],
+    objectives: Mapping[str, str] | None = None,
+    constraints: Mapping[str, Mapping[str, float]] | Sequence[Constraint] | None = None,
+    max_evaluations: int = 1000,
+    seed: int = 0,
+    callbacks: Sequence[SearchCallback] = (),
+    reference_front: bool = False,
+    max_enumerate: int = 20000,
+    state: Mapping[str, Any] | None = None,
+) -> SearchResult:
+    """Run a search and return what it found; writes no files (add callbacks for that).
+
+    Args:
+        space: the search space.
+        strategy: the strategy, or a factory called with ``space``.
+        evaluators: cost models (or factories called with ``space``) whose metrics give objectives and constraints.
+        objectives: metric -> ``"min"``/``"max"``; default: every metric of every evaluator, with its direction.
+        constraints: ``{metric: {"<=": bound}}`` budgets (``<``, ``<=``, ``>=``, ``>``), see
+            :mod:`hwnas_pl.search.constraints`.
+        max_evaluations: budget of distinct architectures evaluated (never exceeded).
+        seed: seed of the strategy.
+        callbacks: :class:`SearchCallback` objects.
+        reference_front: enumerate the space for the exact (feasible) front and the normalized hypervolume.
+        max_enumerate: largest space size ``reference_front`` may enumerate.
+        state: a :meth:`Search.state_dict` to continue from.
+
+    Example:
+        >>> from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
+        >>> from hwnas_pl.hardware.cost_model import AnalyticCostModel
+        >>> from hwnas_pl.search.strategies import RandomSearch
+        >>> from hwnas_pl.spaces import NASBench201Space
+        >>> space = NASBench201Space()
+        >>> res = minimize(space, RandomSearch(space, 20), [NASBench201TableModel(space), AnalyticCostModel(space)],
+        ...                {"baseline_acc": "max", "params": "min"}, {"params": {"<=": 5e5}}, max_evaluations=40)
+        >>> res.n_evaluations, all(p["params"] <= 5e5 for p in res.front)
+        (40, True)
+    """
+    search = Search(space, strategy, evaluators, objectives, constraints, max_evaluations, seed, callbacks,
+                    reference_front, max_enumerate)  # fmt: skip
+    if state is not None:
+        search.load_state_dict(state)
+    return search.run()
