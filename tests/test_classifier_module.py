@@ -122,6 +122,8 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
         "input_shape": (1, 8, 8),
         "scheduler": None,
         "label_smoothing": 0.1,
+        "loss_terms": None,
+        "transforms": None,
     }
     assert hparams == expected  # the optimizer class was dropped: it would not load with weights_only
     restored = ClassifierModule.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)

@@ -75,7 +75,8 @@ def test_unknown_config_key_in_yaml(tmp_path, capsys):
 def test_unknown_model_argument(capsys):
     line = run_cli_error(capsys, "--model.init_args.lr", "0.1")
     assert line.startswith("hwnas: error: 'lr' is not an argument of hwnas_pl.modules.ClassifierModule under config ")
-    assert "expected one of: backbone, num_classes, input_shape, optimizer, scheduler, label_smoothing." in line
+    expected = "backbone, num_classes, input_shape, optimizer, scheduler, label_smoothing, loss_terms, transforms."
+    assert f"expected one of: {expected}" in line
 
 
 def test_unknown_nested_argument_suggests_the_closest(capsys):

@@ -129,6 +129,10 @@ def list_analog_presets() -> list[str]:
     return ANALOG_PRESETS.names()
 
 
+#: the preset settings a config may override, in :func:`make_rpu_config`'s order (one list for every caller)
+RPU_OVERRIDES = ("tile_size", "weight_noise", "clip", "dac_bits", "adc_bits", "out_noise", "g_max", "digital_bias")
+
+
 def make_rpu_config(
     preset: str = "standard_hwa",
     tile_size: int | None = None,

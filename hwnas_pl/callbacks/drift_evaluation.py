@@ -16,11 +16,31 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from hwnas_pl.analog import DEFAULT_TIMES, DriftResult, drift_accuracy, parse_time, set_tile_config, time_label
+from hwnas_pl.analog.transform import AnalogTransform
 from hwnas_pl.errors import ConfigError
 
 
+def analog_transform_of(pl_module: L.LightningModule) -> AnalogTransform:
+    """The module's :class:`AnalogTransform` (an AnalogModule's, or one in any module's ``transforms``).
+
+    Raises:
+        ConfigError: when the module has none.
+    """
+    finder = getattr(pl_module, "transform", None)
+    analog = finder(AnalogTransform) if finder is not None else None
+    if analog is None:
+        raise ConfigError(
+            f"DriftEvaluation needs an analog network (an AnalogModule, or a module with an AnalogTransform in its "
+            f"transforms), got {type(pl_module).__name__}."
+        )
+    return analog
+
+
 class DriftEvaluation(L.Callback):
-    """Program, drift and evaluate an :class:`~hwnas_pl.modules.AnalogModule` at the end of fit and test.
+    """Program, drift and evaluate an analog network at the end of fit and test.
+
+    The module is an :class:`~hwnas_pl.modules.AnalogModule` or any module with an
+    :class:`~hwnas_pl.analog.transform.AnalogTransform` in its ``transforms``.
 
     For each time ``t`` and each of ``trials`` programmings (see :func:`~hwnas_pl.analog.drift.drift_accuracy`) it
     logs ``drift/acc@{t}`` and ``drift/acc@{t}_std``, ``drift/avm`` = acc(1 s) − acc(30 d) and ``drift/sigma_1d``;
@@ -62,11 +82,7 @@ class DriftEvaluation(L.Callback):
     # ------------------------------------------------------------------ hooks
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not hasattr(pl_module, "rpu_config") or not hasattr(pl_module, "digital_state"):
-            raise ConfigError(
-                f"DriftEvaluation needs an AnalogModule (analog tiles to program and drift), got "
-                f"{type(pl_module).__name__}."
-            )
+        analog_transform_of(pl_module)
 
     @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -114,7 +130,7 @@ class DriftEvaluation(L.Callback):
         model = copy.deepcopy(pl_module.net)
         if weights is not None:
             model.load_state_dict(weights)
-        set_tile_config(model, pl_module.rpu_config)  # inference with the module's analog setting
+        set_tile_config(model, analog_transform_of(pl_module).rpu_config)  # inference with the module's setting
 
         def reduce(counts: np.ndarray) -> np.ndarray:
             tensor = torch.as_tensor(counts, dtype=torch.float64, device=pl_module.device)
@@ -123,9 +139,10 @@ class DriftEvaluation(L.Callback):
         return drift_accuracy(model, self._batches(trainer, split), self.times, self.trials, self.seed, reduce)
 
     def _evaluate(self, trainer: L.Trainer, pl_module, split: str, write: bool) -> None:
+        analog = analog_transform_of(pl_module)
         results = {"hwa": self._run(trainer, pl_module, split, None)}
-        if self.compare_digital and pl_module.digital_state is not None:
-            results["digital"] = self._run(trainer, pl_module, split, pl_module.digital_state)
+        if self.compare_digital and analog.digital_state is not None:
+            results["digital"] = self._run(trainer, pl_module, split, analog.digital_state)
         metrics: dict[str, float] = {}
         for name, result in results.items():
             metrics.update(result.summary(prefix="drift/" if name == "hwa" else "drift_digital/"))
@@ -134,7 +151,7 @@ class DriftEvaluation(L.Callback):
         report = {
             "split": split,
             "epoch": trainer.current_epoch,
-            "preset": getattr(pl_module, "preset", None),
+            "preset": analog.preset,
             "trials": self.trials,
             **{name: result.to_dict() for name, result in results.items()},
         }

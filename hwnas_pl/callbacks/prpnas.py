@@ -343,8 +343,9 @@ class SupernetExport(L.Callback):
       where α values are close).
     - ``pareto_set.json``: the non-dominated sub-networks of a fresh sample of ``num_samples`` (plus the argmax
       path), each as ``{arch, est_acc, <cost metric>}`` in the space's string format.
-    - ``retrain.yaml``: ``hwnas fit --config retrain.yaml`` trains the argmax architecture from scratch as a
-      :class:`~hwnas_pl.modules.ClassifierModule` with the same data and optimiser.
+    - ``retrain.yaml``: ``hwnas fit --config retrain.yaml`` trains the argmax architecture from scratch with the
+      task's module (:class:`~hwnas_pl.modules.ClassifierModule` for classification) with the same data and
+      optimiser.
     - ``ranking.json`` (with ``reference``): Kendall tau-b between the supernet's and the reference's ranking of
       the sample, for accuracy and for Pareto rank (the thesis's ranking-quality measure).
 
@@ -466,15 +467,12 @@ class SupernetExport(L.Callback):
             data = {"class_path": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"}
             hparams = dict(getattr(datamodule, "hparams", {}))
             data["init_args"] = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        model_args: dict[str, Any] = {
-            "backbone": {
-                "class_path": "hwnas_pl.spaces.ArchNetwork",
-                "init_args": {"space": module.space.config(), "arch": arch},
-            }
-        }
+        backbone = {"class_path": "hwnas_pl.spaces.ArchNetwork",
+                    "init_args": {"space": module.space.config(), "arch": arch}}  # fmt: skip
+        model = module.task.retrain_model(backbone)  # the task's own module: classifier, segmentation, regression
         optimizer = module.hparams.get("optimizer")
         if isinstance(optimizer, dict):
-            model_args["optimizer"] = optimizer
+            model["init_args"]["optimizer"] = optimizer
         config = {
             "seed_everything": 42,
             "trainer": {
@@ -487,7 +485,7 @@ class SupernetExport(L.Callback):
                     }
                 ],
             },
-            "model": {"class_path": "hwnas_pl.modules.ClassifierModule", "init_args": model_args},
+            "model": model,
         }
         if data is not None:
             config["data"] = data

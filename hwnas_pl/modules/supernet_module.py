@@ -13,6 +13,10 @@ trained by the task loss: :class:`~hwnas_pl.callbacks.ParetoRankAlphaUpdate` upd
 and :class:`~hwnas_pl.callbacks.OperationPruning` calls :meth:`SupernetModule.prune_ops`. The pruned ops, the
 sampler's state and the space's identity travel in the checkpoint.
 
+The task (:mod:`hwnas_pl.modules.tasks`) decides the loss, the logged metrics, the batch forms (tuples, MONAI
+dicts) and the held-out score that ranks sub-networks (accuracy for classification, mIoU for segmentation, −AAE
+for regression); the supernet's head must fit the task (the spaces' supernets are classifiers today).
+
 Under DDP every rank draws the same paths (one seeded generator, same state everywhere), α is excluded from DDP's
 gradient reduction and updated identically on every rank, and ``find_unused_parameters`` is switched on because a
 single path leaves the other ops without gradients.
@@ -20,37 +24,40 @@ single path leaves the other ops without gradients.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory, build_cost_model
 from hwnas_pl.modules.base import HWNASModule
+from hwnas_pl.modules.tasks import ClassificationTask, Task
+from hwnas_pl.nn.loss_terms import LossTerm
 from hwnas_pl.prpnas import fair_paths, masked_softmax, sample_paths
 from hwnas_pl.spaces.base import SearchSpace
 from hwnas_pl.spaces.supernet import batch_statistics
 
 PATH_RULES = ("argmax", "sample")
 
+#: A task class given in YAML by class_path and init_args, called with ``(num_classes, input_shape)``.
+TaskFactory = Callable[[int, Sequence[int]], Task]
+
 
 class SupernetModule(HWNASModule):
     """A weight-sharing supernet over a search space, trained in PRP-NAS's warm-up and search phases.
 
-    Logs ``train/loss`` (mean over the step's paths), ``val/loss`` and ``val/acc`` of the current argmax path
-    (BatchNorm on batch statistics, see :func:`~hwnas_pl.spaces.supernet.batch_statistics`), ``supernet/phase``
-    (0 warm-up, 1 search) and ``supernet/alive_ops``.
+    Logs ``train/loss`` (mean over the step's paths), the task's validation metrics of the current argmax path
+    (``val/loss``, ``val/acc`` for classification; BatchNorm on batch statistics, see
+    :func:`~hwnas_pl.spaces.supernet.batch_statistics`), ``supernet/phase`` (0 warm-up, 1 search) and
+    ``supernet/alive_ops``.
 
     Args:
         space: a search space with a supernet (``NASBench201Space``, ``MBConvSpace``).
@@ -65,8 +72,13 @@ class SupernetModule(HWNASModule):
         optimizer: optimiser factory for the supernet weights (α has its own, in the α-update callback).
         scheduler: learning-rate scheduler factory, stepped every epoch.
         seed: seed of the path sampler.
-        label_smoothing: label smoothing of the cross-entropy.
+        label_smoothing: label smoothing of the cross-entropy (of the default classification task).
+        task: the task, a class called with ``(num_classes, input_shape)`` (YAML: class_path + init_args, e.g.
+            :class:`~hwnas_pl.modules.tasks.SegmentationTask`); default classification.
+        loss_terms: regularizers added to the training loss of every path.
     """
+
+    loss_name = "supernet training loss"
 
     def __init__(
         self,
@@ -81,19 +93,25 @@ class SupernetModule(HWNASModule):
         scheduler: LRSchedulerCallable | None = None,
         seed: int = 0,
         label_smoothing: float = 0.0,
+        task: TaskFactory | None = None,
+        loss_terms: Sequence[LossTerm] | None = None,
     ) -> None:
         super().__init__()
         if path not in PATH_RULES:
             raise ConfigError(f"SupernetModule path must be one of {', '.join(PATH_RULES)}, got '{path}'.")
         if warmup_epochs < 0:
             raise ConfigError(f"SupernetModule warmup_epochs must be 0 or more, got {warmup_epochs}.")
-        if num_classes < 2:
-            raise ConfigError(f"SupernetModule needs num_classes >= 2, got {num_classes}.")
+        if num_classes < 2 and task is None:
+            raise ConfigError(f"SupernetModule needs num_classes >= 2 for classification, got {num_classes}.")
         self.save_plain_hyperparameters()
         self.space = space
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = num_classes
-        self.supernet = space.build_supernet(num_classes, self.input_shape)
+        built = task(num_classes, self.input_shape) if task is not None else None
+        built = built or ClassificationTask(num_classes, self.input_shape, label_smoothing)
+        self.compose(built, space.build_supernet(num_classes, self.input_shape), loss_terms, net_attribute="supernet")
+        if hasattr(self, "val_acc_best"):  # supernet checkpoints never held it: keep their keys
+            self.val_acc_best.persistent(False)
         choices = self.supernet.choices
         width = max(len(c) for c in choices)
         valid = torch.zeros(len(choices), width, dtype=torch.bool)
@@ -122,8 +140,11 @@ class SupernetModule(HWNASModule):
         self._cost_cache: dict[tuple[int, ...], float] = {}
         self._heldout: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._heldout_asked = 0
-        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @property
+    def net(self) -> nn.Module:
+        """The supernet (what loss terms hook into)."""
+        return self.supernet
 
     # ------------------------------------------------------------------ paths and α
     @property
@@ -180,7 +201,8 @@ class SupernetModule(HWNASModule):
                     "data; expected a DataModule with a validation split."
                 )
             self._heldout = []
-            for x, y in loader:
+            for batch in loader:  # any batch form of the task (tuples, MONAI dicts, frames)
+                x, y = self.task.unpack(batch)
                 self._heldout.append((x.to(self.device), y.to(self.device)))
                 if len(self._heldout) == num_batches:
                     break
@@ -189,17 +211,24 @@ class SupernetModule(HWNASModule):
 
     @torch.no_grad()
     def estimate_accuracy(self, paths: np.ndarray, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
-        """Top-1 accuracy of each path with the shared weights on ``batches``, summed over every rank's batches."""
-        counts = torch.zeros(len(paths), 2, dtype=torch.float64, device=self.device)
+        """The task's held-out score of each path with the shared weights on ``batches``.
+
+        Top-1 accuracy for classification, mIoU for segmentation, −AAE for regression, from statistics summed over
+        every rank's batches.
+        """
+        rows = []
         with batch_statistics(self.supernet):
-            for k, path in enumerate(paths):
+            for path in paths:
                 ops = self.ops_of(path)
-                for x, y in batches:
-                    counts[k, 0] += (self.supernet(x, ops).argmax(dim=1) == y).sum()
-                    counts[k, 1] += y.numel()
+
+                def net(z: torch.Tensor, ops: tuple[str, ...] = ops) -> torch.Tensor:
+                    return self.supernet(z, ops)
+
+                rows.append(torch.stack([self.task.score_state(self.task.infer(net, x), y) for x, y in batches]).sum(0))
+        stats = torch.stack(rows).to(self.device)
         if self._trainer is not None and self.trainer.world_size > 1:
-            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        return (counts[:, 0] / counts[:, 1].clamp_min(1)).cpu().numpy()
+            stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        return np.array([self.task.score(row) for row in stats.cpu()])
 
     def costs(self, paths: np.ndarray) -> np.ndarray:
         """The hardware cost of each path from the cost model, computed on rank 0 and shared with every rank."""
@@ -280,37 +309,23 @@ class SupernetModule(HWNASModule):
         """Logits of path ``ops`` (default: the argmax path)."""
         return self.supernet(x, self.ops_of(self.argmax_path()) if ops is None else ops)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-
     @override
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Warm-up: the summed task loss of the fair paths (one optimiser step); search: the loss of one path."""
         paths = fair_paths(self.alive_indices(), self.rng) if self.phase == "warmup" else [self._search_path()]
-        loss = sum(self._loss(self.supernet(x, self.ops_of(p)), y) for p in paths)
-        self.check_finite(loss, "supernet training loss")
-        self.train_loss(loss.detach() / len(paths), weight=y.shape[0])
-        self.log("train/loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
+        loss, outputs = 0.0, None
+        for p in paths:
+            outputs = self.supernet(x, self.ops_of(p))
+            loss = loss + self.task.loss(outputs, y)
         self.log("supernet/phase", float(self.phase == "search"), on_step=False, on_epoch=True)
         self.log("supernet/alive_ops", float(self.alive_mask.sum()), on_step=False, on_epoch=True)
-        return loss
+        return loss, outputs, loss.detach() / len(paths)
 
     @override
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
+    def evaluation_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The argmax path's outputs, BatchNorm on batch statistics."""
         with batch_statistics(self.supernet):
-            logits = self(x)
-        self.val_loss(self._loss(logits, y), weight=y.shape[0])
-        self.val_acc(logits, y)
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
-
-    @override
-    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        with batch_statistics(self.supernet):
-            probs = self(x).softmax(dim=-1)
-        return {"probs": probs, "preds": probs.argmax(dim=-1)}
+            return self.task.infer(self, x)
 
     @override
     def configure_optimizers(self) -> Any:
@@ -318,6 +333,7 @@ class SupernetModule(HWNASModule):
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["supernet"] = {
             "space": self.space.name,
             "choices": [list(c) for c in self.supernet.choices],

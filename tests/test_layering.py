@@ -1,0 +1,46 @@
+"""Guards: the core imports neither Lightning nor aihwkit; heavy libraries stay off the paths that do not need them."""
+
+import subprocess
+import sys
+
+import pytest
+
+#: plain PyTorch/NumPy: spaces, cost models, pareto, search, PRP-NAS maths, loss terms and transforms, surrogates
+CORE = [
+    "hwnas_pl.spaces",
+    "hwnas_pl.hardware.cost_model",
+    "hwnas_pl.hardware.analytic",
+    "hwnas_pl.hardware.lut",
+    "hwnas_pl.hardware.latency",
+    "hwnas_pl.hardware.predictor",
+    "hwnas_pl.benchmarks.nasbench201",
+    "hwnas_pl.pareto",
+    "hwnas_pl.prpnas",
+    "hwnas_pl.search.minimize",
+    "hwnas_pl.search.runner",
+    "hwnas_pl.search.callbacks",
+    "hwnas_pl.search.strategies",
+    "hwnas_pl.search.constraints",
+    "hwnas_pl.search.analognas_evolution",
+    "hwnas_pl.surrogates",
+    "hwnas_pl.nn",
+]
+
+
+def _imported(statement: str) -> set[str]:
+    code = f"{statement}; import sys; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_neither_lightning_nor_aihwkit(module):
+    loaded = _imported(f"import {module}")
+    assert not loaded & {"lightning", "pytorch_lightning", "aihwkit"}, (
+        f"{module} pulled in {loaded & {'lightning', 'aihwkit'}}"
+    )
+
+
+def test_the_package_and_the_search_pay_for_no_heavy_library():
+    loaded = _imported("import hwnas_pl, hwnas_pl.search.runner")
+    assert not loaded & {"lightning", "aihwkit", "botorch", "monai", "xgboost", "wandb", "timm"}
