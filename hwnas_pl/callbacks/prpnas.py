@@ -21,6 +21,7 @@ import yaml
 from lightning.pytorch.cli import OptimizerCallable
 from typing_extensions import override
 
+from hwnas_pl.distributed import decide_on_rank_zero, write_on_rank_zero
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.hardware.cost_model import CostModelFactory, build_cost_model
 from hwnas_pl.modules.supernet_module import SupernetModule
@@ -182,8 +183,8 @@ class ParetoRankAlphaUpdate(L.Callback):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        if trainer.world_size > 1:  # identical inputs give identical steps; the broadcast makes it bit-exact
-            torch.distributed.broadcast(module.alpha.data, src=0)
+        if trainer.world_size > 1:  # identical inputs give identical steps; rank 0's α makes it bit-exact
+            module.alpha.data.copy_(decide_on_rank_zero(trainer, lambda: module.alpha.data.cpu()))
         self.updates += 1
         values = {
             "alpha/hinge": float(hinge),
@@ -289,7 +290,11 @@ class OperationPruning(L.Callback):
         ranks = pareto_ranks(objectives, DIRECTIONS)
         ref = nadir_reference_point(objectives, DIRECTIONS, margin=self.ref_margin)
         candidates = [int(i) for i in best_first(objectives, ranks) if ranks[i] <= 2]
-        chosen = greedy_hvi_selection(objectives, ref, DIRECTIONS, candidates, self.keep)
+
+        def select() -> list[int]:
+            return greedy_hvi_selection(objectives, ref, DIRECTIONS, candidates, self.keep)
+
+        chosen = decide_on_rank_zero(trainer, select)  # every rank prunes what rank 0 chose
         used = [set(paths[chosen, layer].tolist()) for layer in range(paths.shape[1])]
         to_prune = [
             (layer, module.supernet.choices[layer][i])
@@ -405,7 +410,8 @@ class SupernetExport(L.Callback):
         ]
         ranking = self._ranking(module, paths, objectives, ranks) if self.reference_factory is not None else None
         self.results = {"architecture": architecture, "pareto_set": pareto_set, "ranking": ranking}
-        if trainer.is_global_zero:
+
+        def write() -> None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "architecture.json").write_text(json.dumps(architecture, indent=1))
             (out / "pareto_set.json").write_text(json.dumps(pareto_set, indent=1))
@@ -417,6 +423,8 @@ class SupernetExport(L.Callback):
                 summary.update({f"export/{k}": v for k, v in ranking.items() if isinstance(v, float)})
             for logger in trainer.loggers:
                 logger.log_metrics(summary, step=trainer.global_step)
+
+        write_on_rank_zero(trainer, write)
         return out
 
     def _architecture(self, module: SupernetModule, best: np.ndarray, objectives: np.ndarray) -> dict[str, Any]:

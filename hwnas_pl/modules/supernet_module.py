@@ -36,6 +36,7 @@ from torch import nn
 from typing_extensions import override
 
 from hwnas_pl.checkpoint import CheckpointMismatchError
+from hwnas_pl.distributed import decide_on_rank_zero
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory, build_cost_model
 from hwnas_pl.modules.base import HWNASModule
@@ -235,13 +236,12 @@ class SupernetModule(HWNASModule):
         keys = [tuple(int(i) for i in p) for p in paths]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cost_cache))
         if todo:
-            values = None
-            if self._trainer is None or self.trainer.is_global_zero:
+
+            def price() -> list[float]:
                 archs = [self.space.decode(np.asarray(p)) for p in todo]
-                values = self.cost_model.evaluate(archs)[self.cost_metric].tolist()
-            if self._trainer is not None and self.trainer.world_size > 1:
-                values = self.trainer.strategy.broadcast(values, src=0)
-            self._cost_cache.update(zip(todo, values))
+                return self.cost_model.evaluate(archs)[self.cost_metric].tolist()
+
+            self._cost_cache.update(zip(todo, decide_on_rank_zero(self._trainer, price)))
         return np.array([self._cost_cache[k] for k in keys])
 
     # ------------------------------------------------------------------ pruning
