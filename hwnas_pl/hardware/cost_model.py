@@ -32,9 +32,34 @@ def register_cost_model(name: str):
     return COST_MODELS.register(name)
 
 
+#: the package's modules that register cost models without Lightning (timm's "import every model" habit, lazily:
+#: they import this module, so it cannot import them at the top)
+PLUGIN_MODULES = (
+    "hwnas_pl.hardware.latency",
+    "hwnas_pl.hardware.lut",
+    "hwnas_pl.hardware.predictor",
+    "hwnas_pl.benchmarks.nasbench201",
+    "hwnas_pl.surrogates.analog",
+)
+
+
 def list_cost_models() -> list[str]:
-    """Registered cost-model names."""
+    """Registered cost-model names, the package's plugins imported first.
+
+    ``analog_training`` (:mod:`hwnas_pl.modules.analog_evaluator`) trains with Lightning and registers when that
+    module is imported.
+    """
+    import importlib
+
+    for name in PLUGIN_MODULES:
+        importlib.import_module(name)
     return COST_MODELS.names()
+
+
+def create_cost_model(name: str, space: SearchSpace, **kwargs: Any) -> CostModel:
+    """The registered cost model ``name`` for ``space`` (``None`` keyword arguments dropped)."""
+    list_cost_models()
+    return COST_MODELS.create(name, space=space, **kwargs)
 
 
 class CostModel(ABC):

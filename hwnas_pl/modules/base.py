@@ -160,36 +160,34 @@ class HWNASModule(L.LightningModule):
         return self.optimizers_from_factories()
 
     # ------------------------------------------------------------------ transforms follow the training
+    def _call_transforms(self, hook: str, *args: Any) -> None:
+        for transform in getattr(self, "transforms", []):
+            getattr(transform, hook)(self, *args)
+
     @override
     def on_fit_start(self) -> None:
-        for t in getattr(self, "transforms", []):
-            t.on_fit_start(self)
+        self._call_transforms("on_fit_start")
 
     @override
     def on_train_epoch_start(self) -> None:
-        for t in getattr(self, "transforms", []):
-            t.on_train_epoch_start(self)
+        self._call_transforms("on_train_epoch_start")
 
     @override
     def on_validation_start(self) -> None:
-        for t in getattr(self, "transforms", []):
-            t.on_validation_start(self)
+        self._call_transforms("on_validation_start")
 
     @override
     def on_test_start(self) -> None:
-        for t in getattr(self, "transforms", []):
-            t.on_test_start(self)
+        self._call_transforms("on_test_start")
 
     @override
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        for t in getattr(self, "transforms", []):
-            t.after_optimizer_step(self, optimizer)
+        self._call_transforms("after_optimizer_step", optimizer)
 
     @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for t in getattr(self, "transforms", []):
-            t.on_save_checkpoint(self, checkpoint)
+        self._call_transforms("on_save_checkpoint", checkpoint)
 
     # ------------------------------------------------------------------ checkpoints and checks
     def save_plain_hyperparameters(self, ignore: list[str] | None = None) -> None:
@@ -215,8 +213,7 @@ class HWNASModule(L.LightningModule):
             hparams = checkpoint.get("hyper_parameters") or {}
             writer = hparams.get("_class_path")
             check_state_dict_matches(self, checkpoint["state_dict"], source=self.checkpoint_source(), writer=writer)
-        for t in getattr(self, "transforms", []):
-            t.on_load_checkpoint(self, checkpoint)
+        self._call_transforms("on_load_checkpoint", checkpoint)
 
     def optimizers_from_factories(self, parameters: Any = None) -> Any:
         """``configure_optimizers`` from ``self.optimizer_factory`` and the optional ``self.scheduler_factory``.
