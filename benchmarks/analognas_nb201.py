@@ -18,13 +18,13 @@ from collections import defaultdict
 
 import numpy as np
 
-from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel
-from hwnas_pl.hardware.predictor import feature_matrix
+from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
 from hwnas_pl.search.runner import SearchRunner
 from hwnas_pl.spaces import NASBench201Space
 from hwnas_pl.surrogates import AnalogSurrogate
+from hwnas_pl.surrogates.feature_predictor import feature_matrix
 
 OBJECTIVES = {"acc_1d": "max", "avm": "min", "sigma_1d": "min"}
 

@@ -12,8 +12,8 @@ import tempfile
 
 import numpy as np
 
-from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
-from hwnas_pl.hardware.lut import LatencyLUT
+from hwnas_pl.evaluators.lut import LatencyLUT
+from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
 from hwnas_pl.search.runner import SearchRunner
 from hwnas_pl.search.strategies import NSGA2Search, RandomSearch
 from hwnas_pl.spaces import NASBench201Space

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import torch
 
-from hwnas_pl.hardware.latency import MeasuredLatencyModel
-from hwnas_pl.hardware.lut import LatencyLUT
-from hwnas_pl.hardware.predictor import FeaturePredictor
+from hwnas_pl.evaluators.latency import MeasuredLatencyModel
+from hwnas_pl.evaluators.lut import LatencyLUT
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces import NASBench201Space
+from hwnas_pl.surrogates.feature_predictor import FeaturePredictor
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from hwnas_pl.hardware.latency import MeasuredLatencyModel
-from hwnas_pl.hardware.lut import LatencyLUT
+from hwnas_pl.evaluators.latency import MeasuredLatencyModel
+from hwnas_pl.evaluators.lut import LatencyLUT
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces import NASBench201Space
 

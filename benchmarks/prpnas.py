@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from hwnas_pl.callbacks import ParetoRankAlphaUpdate
 from hwnas_pl.datamodules import DigitsDataModule
-from hwnas_pl.hardware.lut import LatencyLUT
+from hwnas_pl.evaluators.lut import LatencyLUT
 from hwnas_pl.modules import SupernetModule
 from hwnas_pl.pareto import hypervolume, kendall_tau, nadir_reference_point, pareto_ranks
 from hwnas_pl.spaces import NASBench201Space

@@ -244,7 +244,7 @@ def bench_main(args: list[str]) -> None:
 
     import numpy as np
 
-    from hwnas_pl.hardware.lut import LatencyLUT
+    from hwnas_pl.evaluators.lut import LatencyLUT
     from hwnas_pl.spaces import create_search_space
 
     space = create_search_space(cfg.space)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas_pl.hardware.cost_model import CostModel
+from hwnas_pl.evaluators.base import CostModel
 
 
 class RankRecordingCost(CostModel):

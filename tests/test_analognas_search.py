@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import CONFIGS
 
-from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel, NASBench201Table
 from hwnas_pl.cli import cli_main
 from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel, NASBench201Table
 from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
 from hwnas_pl.search.constraints import parse_constraints
 from hwnas_pl.search.runner import SearchRunner
@@ -207,7 +207,7 @@ def test_cli_analognas_search(tmp_path, capsys):
 def test_macro_space_trained_evaluator_feeds_the_surrogate(tmp_path):
     """LHS sample of the macro space trained with AnalogModule -> history.csv -> surrogate -> EA check on it."""
     from hwnas_pl.datamodules import DigitsDataModule
-    from hwnas_pl.modules.analog_evaluator import AnalogTrainingEvaluator
+    from hwnas_pl.evaluators.analog_training import AnalogTrainingEvaluator
     from hwnas_pl.search.strategies import RandomSearch
 
     space = AnalogNASSpace(max_params=3000)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hwnas_pl.hardware.cost_model import create_cost_model, list_cost_models
+from hwnas_pl.evaluators.base import create_cost_model, list_cost_models
 from hwnas_pl.spaces import NASBench201Space
 
 SPACE = NASBench201Space()

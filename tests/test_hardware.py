@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.analytic import count_network
-from hwnas_pl.hardware.cost_model import AnalyticCostModel, TableCostModel, list_cost_models
-from hwnas_pl.hardware.latency import MeasuredLatencyModel, measure_module, resolve_device
-from hwnas_pl.hardware.lut import LatencyLUT, LUTMissingOpError, LUTProfileError
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
+from hwnas_pl.evaluators.base import list_cost_models
+from hwnas_pl.evaluators.latency import MeasuredLatencyModel, measure_module, resolve_device
+from hwnas_pl.evaluators.lut import LatencyLUT, LUTMissingOpError, LUTProfileError
+from hwnas_pl.evaluators.tables import TableCostModel
+from hwnas_pl.nn.counting import count_network
 from hwnas_pl.spaces import NASBench201Space
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -117,7 +119,7 @@ def test_cost_model_rejects_architectures_of_other_spaces(space):
 
 
 def test_registry_lists_cost_models():
-    import hwnas_pl.benchmarks.nasbench201  # noqa: F401  (registers the table model)
+    import hwnas_pl.evaluators.nasbench201  # noqa: F401  (registers the table model)
 
     assert {"analytic", "measured", "lut", "table", "nasbench201_table"} <= set(list_cost_models())
 

@@ -8,12 +8,12 @@ import pytest
 #: plain PyTorch/NumPy: spaces, cost models, pareto, search, PRP-NAS maths, loss terms and transforms, surrogates
 CORE = [
     "hwnas_pl.spaces",
-    "hwnas_pl.hardware.cost_model",
-    "hwnas_pl.hardware.analytic",
-    "hwnas_pl.hardware.lut",
-    "hwnas_pl.hardware.latency",
-    "hwnas_pl.hardware.predictor",
-    "hwnas_pl.benchmarks.nasbench201",
+    "hwnas_pl.evaluators.base",
+    "hwnas_pl.nn.counting",
+    "hwnas_pl.evaluators.lut",
+    "hwnas_pl.evaluators.latency",
+    "hwnas_pl.surrogates.feature_predictor",
+    "hwnas_pl.evaluators.nasbench201",
     "hwnas_pl.pareto",
     "hwnas_pl.prpnas",
     "hwnas_pl.search.minimize",

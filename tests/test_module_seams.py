@@ -17,7 +17,7 @@ from hwnas_pl.analog import AnalogTransform
 from hwnas_pl.callbacks import DriftEvaluation, ParetoRankAlphaUpdate
 from hwnas_pl.datamodules import DigitsDataModule
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.hardware.cost_model import AnalyticCostModel
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
 from hwnas_pl.modules import AnalogModule, ClassifierModule, SupernetModule
 from hwnas_pl.modules.tasks import ClassificationTask, RegressionTask, SegmentationTask
 from hwnas_pl.nn import ActivationPenalty

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import AnalyticCostModel
-from hwnas_pl.hardware.predictor import FeaturePredictor
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
 from hwnas_pl.spaces import NASBench201Space
+from hwnas_pl.surrogates.feature_predictor import FeaturePredictor
 
 
 @pytest.fixture(scope="module")

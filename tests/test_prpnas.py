@@ -18,7 +18,8 @@ from hwnas_pl.callbacks import OperationPruning, ParetoRankAlphaUpdate, Supernet
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.datamodules import DigitsDataModule
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.hardware.cost_model import AnalyticCostModel, TableCostModel
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
+from hwnas_pl.evaluators.tables import TableCostModel
 from hwnas_pl.modules import NonFiniteLossError, SupernetModule
 from hwnas_pl.prpnas import (
     alpha_hinge_loss,

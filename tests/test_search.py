@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import CONFIGS, REPO, hwnas_env
 
-from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
 from hwnas_pl.cli import cli_main
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import AnalyticCostModel
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
+from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
 from hwnas_pl.pareto import is_non_dominated
 from hwnas_pl.search.runner import SearchRunner
 from hwnas_pl.search.strategies import NSGA2Search, RandomSearch
@@ -102,8 +102,8 @@ SMALL = """
 space: {class_path: NASBench201Space}
 strategy: {class_path: hwnas_pl.search.strategies.NSGA2Search, init_args: {batch_size: 20}}
 evaluators:
-  - {class_path: hwnas_pl.benchmarks.nasbench201.NASBench201TableModel}
-  - {class_path: hwnas_pl.hardware.cost_model.AnalyticCostModel}
+  - {class_path: hwnas_pl.evaluators.nasbench201.NASBench201TableModel}
+  - {class_path: hwnas_pl.evaluators.analytic.AnalyticCostModel}
 objectives: {baseline_acc: max, params: min}
 max_evaluations: 60
 output_dir: out
@@ -148,7 +148,7 @@ def test_evaluation_is_sharded_over_two_gloo_ranks(tmp_path):
     config = (
         SMALL.replace("output_dir: out", f"output_dir: {tmp_path / 'ddp'}")
         .replace(
-            "  - {class_path: hwnas_pl.hardware.cost_model.AnalyticCostModel}",
+            "  - {class_path: hwnas_pl.evaluators.analytic.AnalyticCostModel}",
             f"  - {{class_path: rank_counting.RankRecordingCost, init_args: {{log_dir: {tmp_path / 'ranks'}}}}}",
         )
         .replace("params: min", "n_conv: min")

@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.hardware.cost_model import AnalyticCostModel
-from hwnas_pl.hardware.lut import LatencyLUT
+from hwnas_pl.evaluators.analytic import AnalyticCostModel
+from hwnas_pl.evaluators.lut import LatencyLUT
+from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
 from hwnas_pl.pareto import is_non_dominated
 from hwnas_pl.search.constraints import Constraint, as_penalty, constraint_matrix, parse_constraints
 from hwnas_pl.search.minimize import SearchCallback, minimize

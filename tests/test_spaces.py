@@ -142,7 +142,7 @@ def test_mbconv_skip_only_where_the_shape_is_kept():
 
 
 def test_mbconv_counts_by_op_equal_the_network():
-    from hwnas_pl.hardware.analytic import count_network
+    from hwnas_pl.nn.counting import count_network
     from hwnas_pl.spaces import MBConvSpace
 
     for skeleton, shape in (("cifar", (3, 32, 32)), ("imagenet", (3, 224, 224))):
@@ -202,7 +202,7 @@ def test_analognas_closed_form_params_equal_the_built_networks():
 
 
 def test_analognas_counts_by_op_equal_the_network(analog):
-    from hwnas_pl.hardware.analytic import count_network
+    from hwnas_pl.nn.counting import count_network
 
     arch = analog.from_string("OC0=16,KS0=4,R=(2,1,1),B=(1,2,1),CT=(B,A,D),WF=(1.5,2,1)")
     by_op, whole = analog.count(arch, 10, (3, 32, 32)), count_network(analog.build(arch), (3, 32, 32))

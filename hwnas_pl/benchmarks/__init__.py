@@ -1,1 +1,1 @@
-"""Tabular benchmarks: every architecture of a space with its measured metrics."""
+"""Moved to :mod:`hwnas_pl.evaluators.nasbench201`; ``hwnas_pl.benchmarks.nasbench201`` still imports."""

@@ -23,7 +23,7 @@ from typing_extensions import override
 
 from hwnas_pl.distributed import decide_on_rank_zero, write_on_rank_zero
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.hardware.cost_model import CostModelFactory, build_cost_model
+from hwnas_pl.evaluators.base import CostModelFactory, build_cost_model
 from hwnas_pl.modules.supernet_module import SupernetModule
 from hwnas_pl.pareto import hypervolume, hypervolume_improvement, kendall_tau, nadir_reference_point, pareto_ranks
 from hwnas_pl.prpnas import (

@@ -1,1 +1,4 @@
-"""Hardware cost models: analytic counts, measured latency, per-op lookup tables, predictors, tables."""
+"""Moved to :mod:`hwnas_pl.evaluators` (cost models) and :mod:`hwnas_pl.nn.counting` (MAC counts).
+
+The old module paths under ``hwnas_pl.hardware`` still import, so configs and pickles keep working.
+"""

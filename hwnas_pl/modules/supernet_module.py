@@ -38,7 +38,7 @@ from typing_extensions import override
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.distributed import decide_on_rank_zero
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory, build_cost_model
+from hwnas_pl.evaluators.base import CostModel, CostModelFactory, build_cost_model
 from hwnas_pl.modules.base import HWNASModule
 from hwnas_pl.modules.tasks import ClassificationTask, Task
 from hwnas_pl.nn.loss_terms import LossTerm
@@ -365,6 +365,6 @@ class SupernetModule(HWNASModule):
 
 def _default_cost_model(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> CostModel:
     """Latency LUT of this machine's CPU, batch 1 (measured once per op, in memory)."""
-    from hwnas_pl.hardware.lut import LatencyLUT
+    from hwnas_pl.evaluators.lut import LatencyLUT
 
     return LatencyLUT(space, input_shape=input_shape, num_classes=num_classes, warmup=3, repeats=10)

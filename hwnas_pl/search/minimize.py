@@ -7,7 +7,7 @@ r"""Search as a library call: :func:`minimize` runs ask → evaluate → tell un
                       constraints={"latency_ms": {"<=": 4.0}}, max_evaluations=1000,
                       callbacks=[WandbSearchLogger(project="hwnas")])
 
-Objectives and constraints name metrics of the evaluators (any :class:`~hwnas_pl.hardware.cost_model.CostModel`).
+Objectives and constraints name metrics of the evaluators (any :class:`~hwnas_pl.evaluators.base.CostModel`).
 The strategy is told ``F`` (objectives as minimisation) and ``G`` (constraints, ``<= 0`` feasible); the front is
 the non-dominated set of the *feasible* architectures evaluated. Outputs, checkpoints, W&B and plots are
 :mod:`search callbacks <hwnas_pl.search.callbacks>`; :class:`~hwnas_pl.search.runner.SearchRunner` is this loop
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory
+from hwnas_pl.evaluators.base import CostModel, CostModelFactory
 from hwnas_pl.pareto import as_minimization, hypervolume, nadir_reference_point, non_dominated_fronts
 from hwnas_pl.search.constraints import Constraint, constraint_matrix, feasible_rows, parse_constraints
 from hwnas_pl.search.strategies import SearchStrategy
@@ -403,8 +403,8 @@ def minimize(
         state: a :meth:`Search.state_dict` to continue from.
 
     Example:
-        >>> from hwnas_pl.benchmarks.nasbench201 import NASBench201TableModel
-        >>> from hwnas_pl.hardware.cost_model import AnalyticCostModel
+        >>> from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
+        >>> from hwnas_pl.evaluators.analytic import AnalyticCostModel
         >>> from hwnas_pl.search.strategies import RandomSearch
         >>> from hwnas_pl.spaces import NASBench201Space
         >>> space = NASBench201Space()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas_pl.errors import UserInputError
-from hwnas_pl.hardware.cost_model import CostModel, CostModelFactory
+from hwnas_pl.evaluators.base import CostModel, CostModelFactory
 from hwnas_pl.search.callbacks import (
     STATE_FILE,
     ParetoPlot,

@@ -305,12 +305,12 @@ class SearchSpace(ABC):
         return seen
 
     def count(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)):
-        """MACs, parameters and executed layers of ``arch`` (:class:`~hwnas_pl.hardware.analytic.NetworkCounts`).
+        """MACs, parameters and executed layers of ``arch`` (:class:`~hwnas_pl.nn.counting.NetworkCounts`).
 
         Counted op by op over :meth:`latency_ops`, each distinct op once per space instance, so counting many
         architectures costs little more than their op lists.
         """
-        from hwnas_pl.hardware.analytic import NetworkCounts, count_network
+        from hwnas_pl.nn.counting import NetworkCounts, count_network
 
         cache = self.__dict__.setdefault("_op_counts", {})
         shape = tuple(int(s) for s in input_shape)

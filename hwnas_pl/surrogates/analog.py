@@ -1,6 +1,6 @@
 """AnalogNAS surrogate (thesis §5.3.2): an XGBoost ranker of 1-day analog accuracy and regressors of AVM and σ.
 
-Three gradient-boosted tree models share one input, :func:`~hwnas_pl.hardware.predictor.feature_matrix` of the
+Three gradient-boosted tree models share one input, :func:`~hwnas_pl.surrogates.feature_predictor.feature_matrix` of the
 space (architecture features, op counts and :meth:`~hwnas_pl.spaces.base.SearchSpace.encoding_features`):
 
 - ``acc_1d_score``: a ranking score of the accuracy one day after programming, trained with the pairwise hinge
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.hardware.cost_model import CostModel, register_cost_model
-from hwnas_pl.hardware.predictor import check_trained_for, feature_matrix
+from hwnas_pl.evaluators.base import CostModel, register_cost_model
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces.base import SearchSpace
+from hwnas_pl.surrogates.feature_predictor import check_trained_for, feature_matrix
 
 #: What the surrogate learns, in the column names training files use.
 TARGETS = ("acc_1d", "avm", "sigma_1d")
@@ -274,7 +274,7 @@ def load_training_data(
         ConfigError: when the table is asked for by another space, or an architecture is not of ``space``.
     """
     if source == "nasbench201":
-        from hwnas_pl.benchmarks.nasbench201 import NASBench201AnalogModel
+        from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel
 
         model = NASBench201AnalogModel(space)
         archs = list(space.enumerate())
