@@ -18,7 +18,6 @@ NAS-Bench-201 analog table (``train_data: nasbench201``), or a CSV with columns 
 from __future__ import annotations
 
 import csv
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.evaluators.base import CostModel, register_cost_model
+from hwnas_pl.evaluators.base import register_cost_model
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces.base import SearchSpace
-from hwnas_pl.surrogates.feature_predictor import check_trained_for, feature_matrix
+from hwnas_pl.surrogates.base import Surrogate, feature_matrix
 
 #: What the surrogate learns, in the column names training files use.
 TARGETS = ("acc_1d", "avm", "sigma_1d")
@@ -57,7 +56,7 @@ def pairwise_hinge(margin: float = 0.1):
 
 
 @register_cost_model("analog_surrogate")
-class AnalogSurrogate(CostModel):
+class AnalogSurrogate(Surrogate):
     """Predicts ``acc_1d_score`` (maximise), ``avm`` and ``sigma_1d`` (minimise) of a space's architectures.
 
     Args:
@@ -76,6 +75,8 @@ class AnalogSurrogate(CostModel):
     """
 
     directions = {"acc_1d_score": "max", "avm": "min", "sigma_1d": "min"}
+    label = "Surrogate"
+    targets = TARGETS
 
     def __init__(
         self,
@@ -104,8 +105,6 @@ class AnalogSurrogate(CostModel):
                      "nthread": 0}  # fmt: skip
         self.input_shape, self.num_classes, self.seed = tuple(int(s) for s in input_shape), num_classes, seed
         self.boosters: dict[str, Any] = {}
-        self.train_archs: list[Any] = []
-        self.train_targets: dict[str, np.ndarray] = {t: np.zeros(0) for t in TARGETS}
         if path is not None:
             self.load(path)
         elif train_data is not None:
@@ -117,14 +116,8 @@ class AnalogSurrogate(CostModel):
         """The model input of ``archs``."""
         return feature_matrix(self.space, archs, self.input_shape, self.num_classes, op_counts=True, encoding=True)
 
-    def _check_targets(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
-        missing = [t for t in TARGETS if t not in targets]
-        if missing:
-            raise ConfigError(f"Surrogate targets lack '{missing[0]}'; expected {', '.join(TARGETS)}.")
-        out = {t: np.asarray(targets[t], dtype=float) for t in TARGETS}
-        for t, y in out.items():
-            if y.shape != (len(archs),) or not np.isfinite(y).all():
-                raise ConfigError(f"Surrogate target '{t}' needs one finite value per architecture ({len(archs)}).")
+    def check_targets(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+        out = super().check_targets(archs, targets)
         if len(archs) < 2:
             raise ConfigError(f"The surrogate needs at least 2 architectures to rank, got {len(archs)}.")
         return out
@@ -142,14 +135,10 @@ class AnalogSurrogate(CostModel):
                   "lambdarank_num_pair_per_sample": 8}  # fmt: skip
         return xgb.train(params, data, rounds, xgb_model=init)
 
-    def fit(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> AnalogSurrogate:
-        """Train all three models on measured ``targets`` (``acc_1d``, ``avm``, ``sigma_1d``) of ``archs``."""
-        archs = [self.space.validate(a) for a in archs]
-        y = self._check_targets(archs, targets)
+    def _fit(self, archs: list[Any], targets: dict[str, np.ndarray]) -> None:
+        """Train all three models on measured ``acc_1d``, ``avm``, ``sigma_1d``."""
         X = self.features(archs)
-        self.boosters = {t: self._train(t, X, y[t], self.rounds) for t in TARGETS}
-        self.train_archs, self.train_targets = archs, y
-        return self
+        self.boosters = {t: self._train(t, X, targets[t], self.rounds) for t in TARGETS}
 
     def fine_tune(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> AnalogSurrogate:
         """Add measured architectures to the training set and continue boosting ``fine_tune_rounds`` on all of it.
@@ -157,19 +146,7 @@ class AnalogSurrogate(CostModel):
         Algorithm 6's surrogate update, when its Kendall tau on evaluated members is too low.
         """
         self._require_trained()
-        archs = [self.space.validate(a) for a in archs]
-        y = self._check_targets(archs, targets)
-        known = {a: i for i, a in enumerate(self.train_archs)}
-        all_archs = list(self.train_archs)
-        all_y = {t: self.train_targets[t].copy() for t in TARGETS}
-        for k, a in enumerate(archs):  # a re-measured architecture replaces its old values
-            if a in known:
-                for t in TARGETS:
-                    all_y[t][known[a]] = y[t][k]
-            else:
-                all_archs.append(a)
-                for t in TARGETS:
-                    all_y[t] = np.append(all_y[t], y[t][k])
+        all_archs, all_y = self.merged(archs, targets)
         X = self.features(all_archs)
         self.boosters = {t: self._train(t, X, all_y[t], self.fine_tune_rounds, self.boosters[t]) for t in TARGETS}
         self.train_archs, self.train_targets = all_archs, all_y
@@ -177,7 +154,7 @@ class AnalogSurrogate(CostModel):
 
     def score(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, float]:
         """Kendall tau-b of each prediction against measured ``targets`` of held-out ``archs``; regressors' RMSE."""
-        y = self._check_targets(archs, targets)
+        y = self.check_targets(archs, targets)
         pred = self.evaluate(archs)
         return {
             "kendall_tau_acc_1d": kendall_tau(pred["acc_1d_score"], y["acc_1d"]),
@@ -218,48 +195,21 @@ class AnalogSurrogate(CostModel):
         out["avm"] = self.boosters["avm"].predict(data)
         out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
 
-    # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, Any]:
-        """The trained models (XGBoost's JSON) with what they were trained on and for."""
-        self._require_trained()
-        return {
-            "space": self.space.name,
-            "input_shape": self.input_shape,
-            "num_classes": self.num_classes,
-            "boosters": {t: b.save_raw("json") for t, b in self.boosters.items()},
-            "train_archs": [self.space.to_string(a) for a in self.train_archs],
-            "train_targets": self.train_targets,
-        }
+    # ------------------------------------------------------------------ persistence (Surrogate.save/load)
+    def is_trained(self) -> bool:
+        return bool(self.boosters)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` (predictions are bit-identical to the saved surrogate's)."""
+    def trained_for(self) -> dict[str, Any]:
+        return {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
+
+    def _model_state(self) -> dict[str, Any]:
+        """The three boosters as XGBoost's JSON."""
+        return {"boosters": {t: b.save_raw("json") for t, b in self.boosters.items()}}
+
+    def _load_model_state(self, state: Mapping[str, Any]) -> None:
         import xgboost as xgb
 
         self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
-        self.train_archs = [self.space.validate(a) for a in state["train_archs"]]
-        self.train_targets = state["train_targets"]
-
-    def save(self, path: str | Path) -> Path:
-        """Pickle :meth:`state_dict`: the trained models with the space and inputs they were trained for."""
-        state = self.state_dict()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pickle.dumps(state))
-        return path
-
-    def load(self, path: str | Path) -> None:
-        """Load a surrogate written by :meth:`save` (a pickle: load only files you trust).
-
-        Raises:
-            UserInputError: when the file is missing or was trained for another space or input.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(f"Surrogate '{path}' does not exist; expected a file written by AnalogSurrogate.save.")
-        state = pickle.loads(path.read_bytes())
-        wanted = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
-        check_trained_for("Surrogate", path, state, wanted)
-        self.load_state_dict(state)
 
 
 def load_training_data(

@@ -3,60 +3,30 @@
 The thesis compares a LUT, an analytical model and two predictors (MLP, XGBoost) trained on measured latencies,
 and finds the predictors best. Here a predictor learns ``metric`` (e.g. ``latency_ms``) from
 :meth:`~hwnas_pl.spaces.base.SearchSpace.features` of measured architectures, reports RMSE and Kendall tau-b on
-held-out ones, and then serves as a cost model.
+held-out ones, and then serves as a cost model (a :class:`~hwnas_pl.surrogates.base.Surrogate`).
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.evaluators.base import CostModel, register_cost_model
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.evaluators.base import register_cost_model
 from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.spaces.base import SearchSpace
+from hwnas_pl.surrogates.base import FEATURES, Surrogate, check_trained_for, feature_matrix
 
-FEATURES = ("flops", "params", "n_convs", "input_size", "depth", "first_channels", "last_channels", "downsamplings")
+__all__ = ["FEATURES", "MODELS", "FeaturePredictor", "check_trained_for", "feature_matrix"]
+
 MODELS = ("xgboost", "mlp")
 
 
-def feature_matrix(
-    space: SearchSpace,
-    archs: Sequence[Any],
-    input_shape: Sequence[int] = (3, 32, 32),
-    num_classes: int = 10,
-    op_counts: bool = True,
-    encoding: bool = False,
-) -> np.ndarray:
-    """One row of model inputs per architecture.
-
-    :data:`FEATURES`, then op-type counts (column sums of the space's ``graph()`` one-hot) when ``op_counts``, then
-    :meth:`~hwnas_pl.spaces.base.SearchSpace.encoding_features` when ``encoding``.
-    """
-    rows = [space.features(a, input_shape, num_classes) for a in archs]
-    parts = [np.array([[row[f] for f in FEATURES] for row in rows], dtype=float).reshape(len(archs), len(FEATURES))]
-    if op_counts:
-        parts.append(np.array([space.graph(a)[1].sum(0) for a in archs], dtype=float).reshape(len(archs), -1))
-    if encoding:
-        parts.append(np.array([space.encoding_features(a) for a in archs], dtype=float).reshape(len(archs), -1))
-    return np.concatenate(parts, axis=1)
-
-
-def check_trained_for(label: str, path: Path, saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
-    """Raise UserInputError naming every setting in which a saved model (``saved``) differs from ``wanted``."""
-    differ = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
-    if differ:
-        what = "; ".join(f"{k}: {a!r} in the file, {b!r} here" for k, (a, b) in differ.items())
-        raise UserInputError(f"{label} '{path}' was trained for something else ({what}).")
-
-
 @register_cost_model("predictor")
-class FeaturePredictor(CostModel):
-    """A regressor of one hardware metric from architecture features.
+class FeaturePredictor(Surrogate):
+    """A regressor of one hardware metric from architecture features (a :class:`Surrogate`).
 
     Args:
         space: the search space.
@@ -70,6 +40,8 @@ class FeaturePredictor(CostModel):
             architecture features; the features alone barely tell a pooling cell from a skip cell.
     """
 
+    label = "Predictor"
+
     def __init__(
         self,
         space: SearchSpace,
@@ -81,6 +53,8 @@ class FeaturePredictor(CostModel):
         seed: int = 0,
         op_counts: bool = True,
     ) -> None:
+        self.metric = metric
+        self.targets = (metric,)
         super().__init__(space)
         self.op_counts = op_counts
         if model not in MODELS:
@@ -111,13 +85,27 @@ class FeaturePredictor(CostModel):
         mlp = MLPRegressor(hidden_layer_sizes=(64, 64), max_iter=2000, early_stopping=True, random_state=self.seed)
         return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
-    def fit(self, archs: Sequence[Any], targets: Sequence[float]) -> FeaturePredictor:
-        """Train on measured ``targets`` of ``archs``."""
+    def _as_targets(self, archs: Sequence[Any], targets: Sequence[float] | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(targets, Mapping):
+            return dict(targets)
         y = np.asarray(targets, dtype=float)
         if y.shape != (len(archs),) or not np.isfinite(y).all():
             raise ConfigError(f"fit() needs one finite target per architecture, got {y.shape} for {len(archs)}.")
-        self.estimator = self._new_estimator().fit(self.feature_matrix(archs), y)
-        return self
+        return {self.metric: y}
+
+    def fit(self, archs: Sequence[Any], targets: Sequence[float] | Mapping[str, Any]) -> FeaturePredictor:
+        """Train on measured ``targets`` of ``archs`` (values, or ``{metric: values}``)."""
+        return super().fit(archs, self._as_targets(archs, targets))
+
+    def fine_tune(self, archs: Sequence[Any], targets: Sequence[float] | Mapping[str, Any]) -> FeaturePredictor:
+        """Add measured architectures and retrain on the whole set."""
+        return super().fine_tune(archs, self._as_targets(archs, targets))
+
+    def _fit(self, archs: list[Any], targets: dict[str, np.ndarray]) -> None:
+        self.estimator = self._new_estimator().fit(self.feature_matrix(archs), targets[self.metric])
+
+    def is_trained(self) -> bool:
+        return self.estimator is not None
 
     def score(self, archs: Sequence[Any], targets: Sequence[float]) -> dict[str, float]:
         """RMSE and Kendall tau-b of the predictions against ``targets`` (held-out architectures)."""
@@ -125,32 +113,15 @@ class FeaturePredictor(CostModel):
         pred = self.evaluate(archs)[self.metric]
         return {"rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "kendall_tau": kendall_tau(pred, y)}
 
-    def save(self, path: str | Path) -> Path:
-        """Pickle the trained predictor with what it was trained for."""
-        if self.estimator is None:
-            raise ConfigError("Only a trained predictor can be saved; call fit() first.")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"space": self.space.name, "metric": self.metric, "model": self.model, "op_counts": self.op_counts}
-        path.write_bytes(pickle.dumps({**meta, "input_shape": self.input_shape, "estimator": self.estimator}))
-        return path
+    def trained_for(self) -> dict[str, Any]:
+        return {"space": self.space.name, "metric": self.metric, "input_shape": self.input_shape,
+                "op_counts": self.op_counts}  # fmt: skip
 
-    def load(self, path: str | Path) -> None:
-        """Load a predictor written by :meth:`save` (a pickle: load only files you trust)."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserInputError(
-                f"Predictor '{path}' does not exist; expected a file written by FeaturePredictor.save."
-            )
-        data = pickle.loads(path.read_bytes())
-        wanted = {
-            "space": self.space.name,
-            "metric": self.metric,
-            "input_shape": self.input_shape,
-            "op_counts": self.op_counts,
-        }
-        check_trained_for("Predictor", path, data, wanted)
-        self.model, self.estimator = data["model"], data["estimator"]
+    def _model_state(self) -> dict[str, Any]:
+        return {"model": self.model, "estimator": self.estimator}
+
+    def _load_model_state(self, state: Mapping[str, Any]) -> None:
+        self.model, self.estimator = state["model"], state["estimator"]
 
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
         if self.estimator is None:
