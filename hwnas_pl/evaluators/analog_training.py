@@ -19,13 +19,14 @@ from aihwkit.optim import AnalogSGD
 
 from hwnas_pl.analog.drift import DAY, MONTH, SECOND, drift_accuracy
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.evaluators.base import CostModel, register_cost_model
+from hwnas_pl.evaluators.base import register_cost_model
+from hwnas_pl.evaluators.training import TrainingEvaluator
 from hwnas_pl.modules.analog_module import AnalogModule
 from hwnas_pl.spaces.base import SearchSpace
 
 
 @register_cost_model("analog_training")
-class AnalogTrainingEvaluator(CostModel):
+class AnalogTrainingEvaluator(TrainingEvaluator):
     """Trains each architecture on analog tiles and measures its drift (slow: one training per architecture).
 
     Args:
@@ -59,26 +60,20 @@ class AnalogTrainingEvaluator(CostModel):
         accelerator: str = "cpu",
         limit_train_batches: float | int = 1.0,
     ) -> None:
-        super().__init__(space)
+        super().__init__(space, datamodule, num_classes, input_shape, seed, accelerator, limit_train_batches)
         if digital_epochs < 0 or hwa_epochs < 1 or trials < 2:
             raise ConfigError(
                 "AnalogTrainingEvaluator needs digital_epochs >= 0, hwa_epochs >= 1 and trials >= 2 (sigma needs two); "
                 f"got {digital_epochs}, {hwa_epochs} and {trials}."
             )
-        self.datamodule, self.num_classes, self.input_shape = datamodule, num_classes, tuple(input_shape)
         self.preset, self.digital_epochs, self.hwa_epochs, self.lr = preset, digital_epochs, hwa_epochs, lr
-        self.trials, self.seed, self.accelerator = trials, seed, accelerator
-        self.limit_train_batches = limit_train_batches
-        self.devices: int | list[int] = 1
-        self._ready = False
+        self.trials = trials
 
-    def place(self, device: str) -> None:
-        """In a sharded search, train on this process's GPU (``cuda:N`` -> ``devices=[N]``) unless on CPU."""
-        if device.startswith("cuda") and self.accelerator in ("gpu", "cuda", "auto"):
-            self.devices = [int(device.partition(":")[2] or 0)]
+    def max_epochs(self) -> int:
+        return self.digital_epochs + self.hwa_epochs
 
-    def _module(self, arch: Any) -> AnalogModule:
-        epochs = self.digital_epochs + self.hwa_epochs
+    def build_module(self, arch: Any) -> AnalogModule:
+        epochs = self.max_epochs()
         return AnalogModule(
             backbone=lambda num_classes, input_shape: self.space.build(arch, num_classes, input_shape),
             num_classes=self.num_classes,
@@ -89,33 +84,9 @@ class AnalogTrainingEvaluator(CostModel):
             scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs),
         )
 
-    def measure(self, arch: Any) -> dict[str, float]:
-        """Train ``arch`` and return its drift metrics in accuracy points."""
-        if not self._ready:
-            self.datamodule.prepare_data()
-            self.datamodule.setup("fit")
-            self._ready = True
-        pl.seed_everything(self.seed, verbose=False)
-        module = self._module(arch)
-        trainer = pl.Trainer(
-            max_epochs=self.digital_epochs + self.hwa_epochs,
-            accelerator=self.accelerator,
-            devices=self.devices,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            limit_train_batches=self.limit_train_batches,
-        )
-        trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
+    def metrics_of(self, module: AnalogModule, arch: Any) -> dict[str, float]:
+        """Drift metrics of the trained network in accuracy points."""
         times = [SECOND, DAY, MONTH]
         result = drift_accuracy(module.net, self.datamodule.val_dataloader, times, self.trials, self.seed)
         return {"acc_1d": 100.0 * result.at(DAY), "acc_30d": 100.0 * result.at(MONTH), "avm": 100.0 * result.avm(),
                 "sigma_1d": 100.0 * result.sigma_1d()}  # fmt: skip
-
-    def _evaluate(self, archs: list[Any], out: dict[str, Any]) -> None:
-        rows = [self.measure(a) for a in archs]
-        for metric in self.directions:
-            out[metric] = [row[metric] for row in rows]
