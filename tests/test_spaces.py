@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces import NASBench201Space, create_search_space, list_search_spaces
+from hwnas_pl.spaces import NASBench201Space, SearchSpace, create_search_space, list_search_spaces
 
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
@@ -255,3 +255,73 @@ def test_analognas_impossible_budget_and_enumeration():
         space.sample(1, np.random.default_rng(0), max_draws=1000)
     with pytest.raises(ConfigError, match="cannot be enumerated"):
         next(iter(space.enumerate()))
+
+
+class ChainSpace(SearchSpace):
+    """A variable-size space: a chain of 1-4 ops, no fixed-length encoding (what an operator DAG needs)."""
+
+    name = "chain"
+    OPS = ("conv3", "conv1", "pool")
+
+    def _validate(self, arch):
+        arch = tuple(arch)
+        if not 1 <= len(arch) <= 4 or any(op not in self.OPS for op in arch):
+            raise ConfigError(f"chain: expected 1-4 ops of {self.OPS}, got {arch}.")
+        return arch
+
+    def _to_string(self, arch):
+        return "-".join(arch)
+
+    def _from_string(self, text):
+        return self._validate(text.split("-"))
+
+    def _sample(self, n, rng, method):
+        return [tuple(rng.choice(self.OPS, size=int(rng.integers(1, 5))).tolist()) for _ in range(n)]
+
+    def _mutate(self, arch, rng, prob):
+        ops = list(arch)
+        ops[int(rng.integers(len(ops)))] = str(rng.choice(self.OPS))
+        return tuple(ops) if len(ops) > 1 and rng.random() < 0.5 else (*ops, str(rng.choice(self.OPS)))[:4]
+
+    def _crossover(self, a, b, rng):
+        return a[: len(a) // 2 + 1] + b[len(b) // 2 + 1 :][:3], b
+
+    def tokens(self, arch):
+        return list(arch)
+
+    def graph(self, arch):
+        n = len(arch)
+        adjacency = np.eye(n, k=1)
+        onehot = np.zeros((n, len(self.OPS)))
+        onehot[np.arange(n), [self.OPS.index(op) for op in arch]] = 1
+        return adjacency, onehot
+
+    def depth(self, arch):
+        return sum(op != "pool" for op in arch)
+
+    def build(self, arch, num_classes, input_shape):
+        layers = [torch.nn.Conv2d(input_shape[0], 8, 1)]
+        for op in arch:
+            layers.append({"conv3": torch.nn.Conv2d(8, 8, 3, padding=1), "conv1": torch.nn.Conv2d(8, 8, 1),
+                           "pool": torch.nn.AvgPool2d(3, 1, 1)}[op])  # fmt: skip
+        return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+
+
+def test_a_variable_size_space_searches_without_an_encoding():
+    from hwnas_pl.evaluators.analytic import AnalyticCostModel
+    from hwnas_pl.search.minimize import minimize
+    from hwnas_pl.search.strategies import NSGA2Search, RandomSearch
+
+    space = ChainSpace()
+    archs = space.sample(5, np.random.default_rng(0))
+    assert {len(a) for a in archs} > {1} and all(space.from_string(space.to_string(a)) == a for a in archs)
+    assert space.size() is None and space.encoding_features(("conv3", "conv3", "pool")).tolist() == [2.0, 0.0, 1.0]
+    # a search over it: the analytic cost counts each chain's convolutions exactly (8 channels, 32x32, 1 sample)
+    result = minimize(space, RandomSearch(space, 10), [AnalyticCostModel(space)], {"macs": "min", "params": "max"},
+                      max_evaluations=20)  # fmt: skip
+    one = AnalyticCostModel(space).evaluate([("conv3",)])["macs"][0]
+    assert one == 32 * 32 * (3 * 8 + 8 * 8 * 9) + 8 * 10 and result.n_evaluations == 20
+    with pytest.raises(ConfigError, match="NSGA2Search works on fixed-length integer vectors, but the chain space"):
+        minimize(space, NSGA2Search(space, 10), [AnalyticCostModel(space)], max_evaluations=10)
+    with pytest.raises(ConfigError, match="The chain space cannot be enumerated"):
+        list(space.enumerate())

@@ -70,6 +70,11 @@ class NetworkCounts:
         return max(len(set(self.spatial_sizes)) - 1, 0)
 
 
+def first_spatial(shape: Sequence[int]) -> list[int]:
+    """``[height]`` of a ``(C, H, ...)`` sample (the length of a ``(C, L)`` signal); ``[]`` for a flat ``(F,)`` one."""
+    return [int(shape[1])] if len(shape) >= 2 else []
+
+
 def count_network(model: nn.Module, input_shape: Sequence[int]) -> NetworkCounts:
     """Count MACs and parameters of ``model`` for one input of ``input_shape`` (without batch dimension).
 
@@ -80,7 +85,8 @@ def count_network(model: nn.Module, input_shape: Sequence[int]) -> NetworkCounts
         (True, True)
     """
     shape = tuple(int(s) for s in input_shape)
-    counts = NetworkCounts(macs=0, params=sum(p.numel() for p in model.parameters()), spatial_sizes=[shape[-2]])
+    params = sum(p.numel() for p in model.parameters())
+    counts = NetworkCounts(macs=0, params=params, spatial_sizes=first_spatial(shape))
     hooks = []
 
     def hook(module: nn.Module, inputs, output, name: str) -> None:
@@ -88,7 +94,7 @@ def count_network(model: nn.Module, input_shape: Sequence[int]) -> NetworkCounts
         if isinstance(module, _CONVS):
             per_position = (module.in_channels // module.groups) * int(torch.tensor(module.kernel_size).prod())
             macs, kind = int(out.numel()) * per_position, "conv"
-            counts.spatial_sizes.append(int(out[-2]) if len(out) >= 2 else shape[-2])
+            counts.spatial_sizes.extend(first_spatial(out))
         else:
             macs, kind = int(out.numel()) * module.in_features, "linear"
         counts.macs += macs

@@ -209,6 +209,14 @@ class NSGA2Search(SearchStrategy):
 
     def _setup(self, n_obj: int, seed: int) -> None:
         from pymoo.algorithms.moo.nsga2 import NSGA2
+
+        from hwnas_pl.spaces.base import EncodedSpace
+
+        if not isinstance(self.space, EncodedSpace):
+            raise ConfigError(
+                f"NSGA2Search works on fixed-length integer vectors, but the {self.space.name} space is not an "
+                "EncodedSpace; use a strategy that samples and mutates through the space (RandomSearch)."
+            )
         from pymoo.core.problem import Problem
 
         from hwnas_pl.search.operators import SpaceCrossover, SpaceMutation, SpaceSampling

@@ -1,8 +1,12 @@
-"""Search spaces: one abstraction (:class:`SearchSpace`) serves the supernet, surrogates, searches and tables."""
+"""Search spaces: one abstraction serves the supernet, surrogates, searches and tables.
+
+:class:`SearchSpace` is any space; :class:`EncodedSpace` adds fixed-length integer vectors (NSGA-II, LHS, tables).
+"""
 
 from hwnas_pl.spaces.analognas import AnalogNASSpace, MacroArch, MainBlock
 from hwnas_pl.spaces.base import (
     ArchNetwork,
+    EncodedSpace,
     SearchSpace,
     create_search_space,
     list_search_spaces,
@@ -14,6 +18,7 @@ from hwnas_pl.spaces.nasbench201 import NASBench201Space
 __all__ = [
     "AnalogNASSpace",
     "ArchNetwork",
+    "EncodedSpace",
     "MBConvSpace",
     "MacroArch",
     "MainBlock",

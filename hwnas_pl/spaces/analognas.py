@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+from hwnas_pl.spaces.base import EncodedSpace, OpSpec, register_search_space
 
 CONV_BLOCKS = ("A", "B", "C", "D")
 BOTTLENECKS = ("A", "C")
@@ -146,7 +146,7 @@ STRING_PATTERN = re.compile(
 
 
 @register_search_space("analognas")
-class AnalogNASSpace(SearchSpace):
+class AnalogNASSpace(EncodedSpace):
     """The AnalogNAS ResNet-like macro space with a parameter budget.
 
     Args:

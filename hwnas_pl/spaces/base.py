@@ -1,9 +1,11 @@
 """The one search-space abstraction every method speaks.
 
-An architecture is the space's own immutable, hashable value (a tuple of op names for a cell space). Every space
-also maps it to a fixed-length integer vector, position ``i`` taking values ``0 .. cardinalities[i] - 1``: the
-encoding that samplers, evolutionary operators, pymoo, surrogates and benchmark tables share. Subclasses implement
-the ``_``-prefixed hooks and :meth:`build`; the public methods validate their input and stay fixed.
+An architecture is the space's own immutable, hashable value (a tuple of op names for a cell space).
+:class:`SearchSpace` is any space: validate, strings, sample, mutate, crossover, graph/tokens views, build; a
+variable-size operator DAG is one. :class:`EncodedSpace` adds a fixed-length integer vector per architecture,
+position ``i`` taking values ``0 .. cardinalities[i] - 1``: the encoding that NSGA-II, LHS, pymoo, BO and benchmark
+tables share (every space of the package is one). Subclasses implement the ``_``-prefixed hooks and :meth:`build`;
+the public methods validate their input and stay fixed.
 """
 
 from __future__ import annotations
@@ -43,28 +45,17 @@ class OpSpec:
 
 
 class SearchSpace(ABC):
-    """Base class of the search spaces.
+    """Base class of every search space: architectures as the space's own values, sampled and varied by the space.
 
-    Subclasses define ``name``, :attr:`cardinalities`, ``_decode``/``_encode``, ``_to_string``/``_from_string``,
-    ``_validate``, :meth:`tokens`, :meth:`graph`, :meth:`depth` and :meth:`build`.
+    A space need not be a fixed-length vector (an operator DAG of variable size is a space): subclasses define
+    ``name``, ``_validate``, ``_to_string``/``_from_string``, ``_sample``/``_mutate``/``_crossover``, :meth:`tokens`,
+    :meth:`graph`, :meth:`depth` and :meth:`build`. Spaces that map every architecture to a fixed-length integer
+    vector derive from :class:`EncodedSpace`, which gives NSGA-II, LHS, enumeration and tabular lookups.
     """
 
     name: str = "space"
 
     # ------------------------------------------------------------------ TO BE OVERWRITTEN
-    @property
-    @abstractmethod
-    def cardinalities(self) -> tuple[int, ...]:
-        """Number of choices at each position of the integer encoding."""
-
-    @abstractmethod
-    def _decode(self, vector: np.ndarray) -> Arch:
-        """Architecture of a validated integer vector."""
-
-    @abstractmethod
-    def _encode(self, arch: Arch) -> np.ndarray:
-        """Integer vector of a validated architecture."""
-
     @abstractmethod
     def _to_string(self, arch: Arch) -> str:
         """Human-readable string of an architecture."""
@@ -93,6 +84,16 @@ class SearchSpace(ABC):
     def build(self, arch: Arch, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
         """A trainable network of ``arch`` for ``num_classes`` outputs and inputs of ``input_shape``."""
 
+    def _sample(self, n: int, rng: np.random.Generator, method: str) -> list[Arch]:
+        """``n`` architectures drawn with ``rng`` (``method`` as the space understands it)."""
+        raise NotImplementedError
+
+    def _mutate(self, arch: Arch, rng: np.random.Generator, prob: float | None) -> Arch:
+        raise NotImplementedError
+
+    def _crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> tuple[Arch, Arch]:
+        raise NotImplementedError
+
     def build_supernet(self, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
         """A weight-sharing :class:`~hwnas_pl.spaces.supernet.Supernet` of the space (spaces that have one)."""
         raise ConfigError(
@@ -107,14 +108,9 @@ class SearchSpace(ABC):
         return {"class_path": f"{type(self).__module__}.{type(self).__qualname__}", "init_args": init_args}
 
     # ------------------------------------------------------------------ public API
-    @property
-    def n_vars(self) -> int:
-        """Length of the integer encoding."""
-        return len(self.cardinalities)
-
-    def size(self) -> int:
-        """Number of distinct integer vectors (architectures) in the space."""
-        return math.prod(self.cardinalities)
+    def size(self) -> int | None:
+        """Number of architectures, or ``None`` when the space is not enumerable."""
+        return None
 
     def validate(self, arch: Any) -> Arch:
         """``arch`` in canonical form; a string is parsed with :meth:`from_string`.
@@ -125,6 +121,142 @@ class SearchSpace(ABC):
         if isinstance(arch, str):
             return self.from_string(arch)
         return self._validate(arch)
+
+    def to_string(self, arch: Any) -> str:
+        """Human-readable string of ``arch`` (round-trips through :meth:`from_string`)."""
+        return self._to_string(self.validate(arch))
+
+    def from_string(self, text: str) -> Arch:
+        """Architecture of a string written by :meth:`to_string`."""
+        return self._from_string(text.strip())
+
+    def constraint(self) -> str | None:
+        """The space's constraint in words (e.g. a parameter budget), or ``None`` when it has none."""
+        return None
+
+    def is_feasible(self, arch: Any) -> bool:
+        """Whether ``arch`` meets the space's constraint (default: every architecture does)."""
+        self.validate(arch)
+        return True
+
+    def sample(self, n: int, rng: np.random.Generator, method: str = "uniform") -> list[Arch]:
+        """``n`` architectures drawn with ``rng``."""
+        return self._sample(n, rng, method)
+
+    def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> Arch:
+        """A variation of ``arch``."""
+        return self._mutate(self.validate(arch), rng, prob)
+
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> tuple[Arch, Arch]:
+        """Two children of ``a`` and ``b``."""
+        return self._crossover(self.validate(a), self.validate(b), rng)
+
+    def enumerate(self) -> Iterator[Arch]:
+        """Every architecture (encoded spaces only)."""
+        raise ConfigError(f"The {self.name} space cannot be enumerated; expected a finite encoded space.")
+
+    def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
+        """The ops whose latencies add up to the network's, one entry per executed op (PRP-NAS §3.3 LUT).
+
+        Default: every leaf module of the built network, found with forward hooks, keyed by its description and
+        input shape. Spaces override this with a symbolic version that needs no network.
+        """
+        net = self.build(self.validate(arch), num_classes, input_shape).eval()
+        seen: list[OpSpec] = []
+
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            shape = tuple(int(s) for s in inputs[0].shape[1:])
+            key = f"{' '.join(repr(module).split())}@{'x'.join(map(str, shape))}"
+            seen.append(OpSpec(key, lambda m=module: copy.deepcopy(m), shape))
+
+        leaves = [m for m in net.modules() if not list(m.children())]
+        handles = [m.register_forward_pre_hook(hook) for m in leaves]
+        try:
+            with torch.no_grad():
+                net(torch.zeros(1, *input_shape))
+        finally:
+            for h in handles:
+                h.remove()
+        return seen
+
+    def count(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)):
+        """MACs, parameters and executed layers of ``arch`` (:class:`~hwnas_pl.nn.counting.NetworkCounts`).
+
+        Counted op by op over :meth:`latency_ops`, each distinct op once per space instance, so counting many
+        architectures costs little more than their op lists.
+        """
+        from hwnas_pl.nn.counting import NetworkCounts, count_network, first_spatial
+
+        cache = self.__dict__.setdefault("_op_counts", {})
+        shape = tuple(int(s) for s in input_shape)
+        total = NetworkCounts(macs=0, params=0, spatial_sizes=first_spatial(shape))
+        for op in self.latency_ops(self.validate(arch), num_classes, shape):
+            if op.key not in cache:
+                cache[op.key] = count_network(op.build(), op.input_shape)
+            part = cache[op.key]
+            total.macs += part.macs
+            total.params += part.params
+            total.layers.extend(part.layers)
+            total.spatial_sizes.extend(part.spatial_sizes[len(first_spatial(op.input_shape)) :])
+        return total
+
+    def encoding_features(self, arch: Any) -> np.ndarray:
+        """Fixed-length numeric description of ``arch`` for surrogate models (default: op-type counts of its graph)."""
+        return self.graph(self.validate(arch))[1].sum(axis=0).astype(np.float64)
+
+    def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
+        """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), from :meth:`count` and :meth:`depth`.
+
+        ``flops`` (2 × multiply-accumulates of convolutions and linear layers) and ``params`` for one input of
+        ``input_shape``; ``n_convs`` (convolutions executed), ``input_size`` (height), ``depth``,
+        ``first_channels``/``last_channels`` (output channels of the first and last convolution) and
+        ``downsamplings`` (how many times the feature map shrinks).
+        """
+        arch = self.validate(arch)
+        counts = self.count(arch, num_classes, input_shape)
+        return {
+            "flops": float(counts.flops),
+            "params": float(counts.params),
+            "n_convs": float(counts.n_convs),
+            "input_size": float(input_shape[-2]),
+            "depth": float(self.depth(arch)),
+            "first_channels": float(counts.first_channels),
+            "last_channels": float(counts.last_channels),
+            "downsamplings": float(counts.downsamplings),
+        }
+
+
+class EncodedSpace(SearchSpace):
+    """A space whose every architecture is also a fixed-length integer vector (NSGA-II, LHS, BO, tables).
+
+    Position ``i`` takes values ``0 .. cardinalities[i] - 1``: the encoding that samplers, evolutionary operators,
+    pymoo, surrogates and benchmark tables share. Subclasses add :attr:`cardinalities` and ``_decode``/``_encode``;
+    sampling, mutation, crossover and enumeration work on the vectors, keeping to :meth:`_feasible`.
+    """
+
+    # ------------------------------------------------------------------ TO BE OVERWRITTEN
+    @property
+    @abstractmethod
+    def cardinalities(self) -> tuple[int, ...]:
+        """Number of choices at each position of the integer encoding."""
+
+    @abstractmethod
+    def _decode(self, vector: np.ndarray) -> Arch:
+        """Architecture of a validated integer vector."""
+
+    @abstractmethod
+    def _encode(self, arch: Arch) -> np.ndarray:
+        """Integer vector of a validated architecture."""
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_vars(self) -> int:
+        """Length of the integer encoding."""
+        return len(self.cardinalities)
+
+    def size(self) -> int:
+        """Number of distinct integer vectors (architectures) in the space."""
+        return math.prod(self.cardinalities)
 
     def encode(self, arch: Any) -> np.ndarray:
         """Integer vector of ``arch`` (``int64``, length :attr:`n_vars`)."""
@@ -151,21 +283,9 @@ class SearchSpace(ABC):
             )
         return self._decode(v)
 
-    def to_string(self, arch: Any) -> str:
-        """Human-readable string of ``arch`` (round-trips through :meth:`from_string`)."""
-        return self._to_string(self.validate(arch))
-
-    def from_string(self, text: str) -> Arch:
-        """Architecture of a string written by :meth:`to_string`."""
-        return self._from_string(text.strip())
-
     def _feasible(self, vectors: np.ndarray) -> np.ndarray:
         """Mask of the rows of ``vectors`` (integer encodings) that meet the space's constraints; default: all."""
         return np.ones(len(vectors), dtype=bool)
-
-    def constraint(self) -> str | None:
-        """The space's constraint in words (e.g. a parameter budget), or ``None`` when it has none."""
-        return None
 
     def _draw(self, n: int, rng: np.random.Generator, method: str) -> np.ndarray:
         """``n`` integer vectors drawn uniformly or by Latin-hypercube sampling, constraints ignored."""
@@ -178,7 +298,7 @@ class SearchSpace(ABC):
             return np.minimum((u * card).astype(np.int64), card - 1)
         raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
 
-    def sample(
+    def sample(  # type: ignore[override]
         self, n: int, rng: np.random.Generator, method: str = "uniform", max_draws: int = 10_000_000
     ) -> list[Arch]:
         """``n`` architectures drawn uniformly, or by Latin-hypercube sampling (``method="lhs"``).
@@ -280,51 +400,6 @@ class SearchSpace(ABC):
             digits.append(d)
         return self._decode(np.asarray(digits[::-1]))
 
-    def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
-        """The ops whose latencies add up to the network's, one entry per executed op (PRP-NAS §3.3 LUT).
-
-        Default: every leaf module of the built network, found with forward hooks, keyed by its description and
-        input shape. Spaces override this with a symbolic version that needs no network.
-        """
-        net = self.build(self.validate(arch), num_classes, input_shape).eval()
-        seen: list[OpSpec] = []
-
-        def hook(module: nn.Module, inputs: tuple) -> None:
-            shape = tuple(int(s) for s in inputs[0].shape[1:])
-            key = f"{' '.join(repr(module).split())}@{'x'.join(map(str, shape))}"
-            seen.append(OpSpec(key, lambda m=module: copy.deepcopy(m), shape))
-
-        leaves = [m for m in net.modules() if not list(m.children())]
-        handles = [m.register_forward_pre_hook(hook) for m in leaves]
-        try:
-            with torch.no_grad():
-                net(torch.zeros(1, *input_shape))
-        finally:
-            for h in handles:
-                h.remove()
-        return seen
-
-    def count(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)):
-        """MACs, parameters and executed layers of ``arch`` (:class:`~hwnas_pl.nn.counting.NetworkCounts`).
-
-        Counted op by op over :meth:`latency_ops`, each distinct op once per space instance, so counting many
-        architectures costs little more than their op lists.
-        """
-        from hwnas_pl.nn.counting import NetworkCounts, count_network
-
-        cache = self.__dict__.setdefault("_op_counts", {})
-        shape = tuple(int(s) for s in input_shape)
-        total = NetworkCounts(macs=0, params=0, spatial_sizes=[shape[-2]])
-        for op in self.latency_ops(self.validate(arch), num_classes, shape):
-            if op.key not in cache:
-                cache[op.key] = count_network(op.build(), op.input_shape)
-            part = cache[op.key]
-            total.macs += part.macs
-            total.params += part.params
-            total.layers.extend(part.layers)
-            total.spatial_sizes.extend(part.spatial_sizes[1:])
-        return total
-
     def encoding_features(self, arch: Any) -> np.ndarray:
         """Fixed-length numeric description of ``arch`` for surrogate models (default: its integer encoding).
 
@@ -332,27 +407,6 @@ class SearchSpace(ABC):
         equivalent architectures apart less often (NAS-Bench-201: op one-hot plus path encoding).
         """
         return self.encode(arch).astype(np.float64)
-
-    def features(self, arch: Any, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10) -> dict[str, float]:
-        """The thesis's architecture features (HW-PR-NAS §3.2 "AF"), from :meth:`count` and :meth:`depth`.
-
-        ``flops`` (2 × multiply-accumulates of convolutions and linear layers) and ``params`` for one input of
-        ``input_shape``; ``n_convs`` (convolutions executed), ``input_size`` (height), ``depth``,
-        ``first_channels``/``last_channels`` (output channels of the first and last convolution) and
-        ``downsamplings`` (how many times the feature map shrinks).
-        """
-        arch = self.validate(arch)
-        counts = self.count(arch, num_classes, input_shape)
-        return {
-            "flops": float(counts.flops),
-            "params": float(counts.params),
-            "n_convs": float(counts.n_convs),
-            "input_size": float(input_shape[-2]),
-            "depth": float(self.depth(arch)),
-            "first_channels": float(counts.first_channels),
-            "last_channels": float(counts.last_channels),
-            "downsamplings": float(counts.downsamplings),
-        }
 
 
 SEARCH_SPACES: Registry[SearchSpace] = Registry("search space")

@@ -20,7 +20,7 @@ import numpy as np
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+from hwnas_pl.spaces.base import EncodedSpace, OpSpec, register_search_space
 from hwnas_pl.spaces.supernet import ChoiceLayer, Supernet, rename_prefix
 
 MBCONV_CHOICES = tuple(f"mb_k{k}_e{e}" for k in (3, 5, 7) for e in (3, 6))
@@ -120,7 +120,7 @@ class MBConvSupernet(Supernet):
 
 
 @register_search_space("mbconv")
-class MBConvSpace(SearchSpace):
+class MBConvSpace(EncodedSpace):
     """Layer-wise MBConv space over a fixed skeleton.
 
     Args:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import OpSpec, SearchSpace, register_search_space
+from hwnas_pl.spaces.base import EncodedSpace, OpSpec, register_search_space
 from hwnas_pl.spaces.supernet import ChoiceLayer, Supernet, rename_prefix
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -188,7 +188,7 @@ class NB201Supernet(Supernet):
 
 
 @register_search_space("nasbench201")
-class NASBench201Space(SearchSpace):
+class NASBench201Space(EncodedSpace):
     """The NAS-Bench-201 cell space.
 
     Args:
