@@ -15,8 +15,10 @@ e.g. ``dirpath: ${run_dir:checkpoints}``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,9 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
+import hwnas_pl.callbacks
 import hwnas_pl.datamodules  # noqa: F401  (registers short class names for jsonargparse)
-import hwnas_pl.modules  # noqa: F401
+import hwnas_pl.modules
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.cli_errors import DEBUG_ENV, ExplainedErrorsMixin
 from hwnas_pl.errors import UserInputError
@@ -259,6 +262,27 @@ def bench_main(args: list[str]) -> None:
 #: Subcommands that are not Lightning Trainer methods.
 COMMANDS = {"search": search_main, "bench": bench_main}
 
+#: Classes whose modules import aihwkit: imported only when a command names them (short names resolve only for
+#: imported classes), so that ``hwnas --help`` and non-analog runs do not pay for aihwkit.
+HEAVY_CLASSES = {
+    **hwnas_pl.modules.LAZY,
+    **hwnas_pl.callbacks.LAZY,
+    "AnalogTransform": "hwnas_pl.analog.transform",
+}
+
+
+def import_named_classes(argv: list[str]) -> None:
+    """Import the :data:`HEAVY_CLASSES` that the arguments or their config files name."""
+    texts = list(argv)
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg in ("-c", "--config") and i + 1 < len(argv) else arg.partition("=")[2] or arg
+        if path.endswith((".yaml", ".yml", ".json")) and Path(path).is_file():
+            texts.append(Path(path).read_text(errors="replace"))
+    text = "\n".join(texts)
+    for name, module in HEAVY_CLASSES.items():
+        if re.search(rf"\b{name}\b", text):
+            importlib.import_module(module)
+
 
 def cli_main(args: ArgsType = None) -> None:
     """Entry point of ``hwnas`` and ``python -m hwnas_pl``.
@@ -272,6 +296,7 @@ def cli_main(args: ArgsType = None) -> None:
         if argv and argv[0] in COMMANDS:
             COMMANDS[argv[0]](argv[1:])
             return
+        import_named_classes(argv if argv is not None else [])
         cli = HWNASCLI(args=args)
         _finish_wandb_runs(cli)
     except Exception as exc:

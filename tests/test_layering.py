@@ -44,3 +44,13 @@ def test_core_imports_neither_lightning_nor_aihwkit(module):
 def test_the_package_and_the_search_pay_for_no_heavy_library():
     loaded = _imported("import hwnas_pl, hwnas_pl.search.runner")
     assert not loaded & {"lightning", "aihwkit", "botorch", "monai", "xgboost", "wandb", "timm"}
+
+
+def test_hwnas_help_imports_no_aihwkit_botorch_or_monai():
+    code = (
+        "import sys\nfrom hwnas_pl.cli import cli_main\ntry:\n    cli_main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    loaded = set(out.stdout.split()[-1000:])
+    assert "hwnas" in out.stdout and not loaded & {"aihwkit", "botorch", "monai"}

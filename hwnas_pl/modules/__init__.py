@@ -1,11 +1,20 @@
-"""LightningModules: thin Lightning glue over the plain-PyTorch core."""
+"""LightningModules: thin Lightning glue over the plain-PyTorch core.
 
-from hwnas_pl.modules.analog_module import AnalogModule
+:class:`AnalogModule` needs aihwkit and is imported on first use (``hwnas_pl.modules.AnalogModule``), so that the
+other modules and ``hwnas --help`` do not pay for it.
+"""
+
+import importlib
+from typing import Any
+
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
 from hwnas_pl.modules.regression_module import RegressionModule
 from hwnas_pl.modules.segmentation_module import SegmentationModule
 from hwnas_pl.modules.supernet_module import SupernetModule
+
+#: classes imported when first asked for (they need aihwkit)
+LAZY = {"AnalogModule": "hwnas_pl.modules.analog_module"}
 
 __all__ = [
     "AnalogModule",
@@ -16,3 +25,9 @@ __all__ = [
     "SegmentationModule",
     "SupernetModule",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY:
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'hwnas_pl.modules' has no attribute '{name}'")
