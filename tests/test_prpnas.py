@@ -402,3 +402,15 @@ def test_resume_through_the_cli_keeps_the_pruning(tmp_path):
     assert code == 0, out[-3000:]
     arch = json.loads((tmp_path / "logs" / "prpnas_nb201_digits" / "export" / "architecture.json").read_text())
     assert arch["pruned"]
+
+
+def test_callback_state_of_an_older_version_loads_with_defaults():
+    """A checkpoint written before a key existed still loads: every key but the generator has a default."""
+    update, pruning = ParetoRankAlphaUpdate(seed=5), OperationPruning(seed=6)
+    state = np.random.default_rng(9).bit_generator.state
+    update.load_state_dict({"rng": state})
+    pruning.load_state_dict({"rng": state})
+    assert update.updates == 0 and update.history == [] and update._pending_optimizer_state is None
+    assert pruning.records == [] and update.rng.bit_generator.state == pruning.rng.bit_generator.state == state
+    update.load_state_dict({})  # nothing at all: the callback keeps its own seeded generator
+    assert update.rng.bit_generator.state == state

@@ -214,10 +214,12 @@ class ParetoRankAlphaUpdate(L.Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state_dict["rng"]
-        self.updates = int(state_dict["updates"])
-        self.history = list(state_dict["history"])
-        self._pending_optimizer_state = state_dict["optimizer"]
+        # keys are read with defaults, so checkpoints of older versions (and of newer keys' absence) load
+        if "rng" in state_dict:
+            self.rng.bit_generator.state = state_dict["rng"]
+        self.updates = int(state_dict.get("updates", 0))
+        self.history = list(state_dict.get("history", []))
+        self._pending_optimizer_state = state_dict.get("optimizer")
 
 
 class OperationPruning(L.Callback):
@@ -334,8 +336,9 @@ class OperationPruning(L.Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rng.bit_generator.state = state_dict["rng"]
-        self.records = list(state_dict["records"])
+        if "rng" in state_dict:
+            self.rng.bit_generator.state = state_dict["rng"]
+        self.records = list(state_dict.get("records", []))
 
 
 class SupernetExport(L.Callback):
