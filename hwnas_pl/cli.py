@@ -201,7 +201,7 @@ def search_main(args: list[str]) -> None:
 
     parser = CommandParser(prog="hwnas search", description=SearchRunner.__doc__.splitlines()[0], env_prefix="HWNAS")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config of the search.")
-    parser.add_class_arguments(SearchRunner, as_group=False)
+    parser.add_class_arguments(SearchRunner, as_group=False, sub_configs=True)
     parser.add_argument("--resume", type=bool, default=False, help="Continue from output_dir/search_state.pkl.")
     cfg = parser.parse_args(args)
     resume = cfg.pop("resume")

@@ -17,13 +17,21 @@ from hwnas_pl.cli import HWNASCLI
 
 EXPERIMENTS = sorted(CONFIGS.glob("*.yaml"))
 #: How a group file is put on top of a complete experiment.
-GROUP_FLAG = {"trainer": "--trainer", "model": "--model", "data": "--data", "logger": "--trainer.logger"}
+GROUP_FLAG = {
+    "trainer": "--trainer",
+    "model": "--model",
+    "data": "--data",
+    "logger": "--trainer.logger",
+    "callbacks": "--trainer.callbacks",
+}
 GROUP_FILES = sorted(p for group in GROUP_FLAG for p in (CONFIGS / group).glob("*.yaml"))
 
 
 def data_dir_args(path, tmp_path) -> list[str]:
     """``--data.init_args.data_dir`` pointing at a tiny copy, in its real format, of the dataset ``path`` names."""
     config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict):  # a callbacks group is a list: no data
+        return []
     init = (config.get("data", config) or {}).get("init_args", {})
     name = (config.get("data", config) or {}).get("class_path", "").rsplit(".", 1)[-1]
     root = tmp_path / "data"
@@ -64,6 +72,10 @@ def test_group_config_composes_with_an_experiment(path, tmp_path):
         assert type(cli.trainer.logger).__name__ in path.read_text()
     if path.parent.name == "model":
         assert cli.model.hparams.num_classes == cli.datamodule.num_classes  # linked, not repeated
+    if path.parent.name == "callbacks":  # the group replaces the experiment's list: every entry is there, once
+        names = [c["class_path"].rsplit(".", 1)[1] for c in yaml.safe_load(path.read_text())]
+        found = [n for n in (type(c).__name__ for c in cli.trainer.callbacks) if n in names]
+        assert sorted(found) == sorted(names)  # Lightning moves checkpoint callbacks last
 
 
 def test_there_are_configs_to_test():

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 from conftest import CONFIGS, REPO, hwnas_env
 
 from hwnas_pl.cli import cli_main
@@ -137,9 +138,33 @@ def test_search_configs_parse(path, tmp_path):
 
     parser = CommandParser()
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_class_arguments(SearchRunner, as_group=False)
+    parser.add_class_arguments(SearchRunner, as_group=False, sub_configs=True)
     cfg = parser.parse_args(["--config", str(path), "--output_dir", str(tmp_path)])
     assert cfg.max_evaluations > 0 and cfg.objectives
+
+
+SEARCH_GROUPS = sorted(
+    p for group in ("space", "strategy", "evaluators") for p in (CONFIGS / "search" / group).glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", SEARCH_GROUPS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_search_groups_compose_with_the_demo(path, tmp_path):
+    from jsonargparse import ActionConfigFile
+
+    from hwnas_pl.cli import CommandParser
+
+    parser = CommandParser()
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_class_arguments(SearchRunner, as_group=False, sub_configs=True)
+    demo = CONFIGS / "search" / "nb201_nsga2_lut.yaml"
+    cfg = parser.parse_args(["--config", str(demo), f"--{path.parent.name}", str(path), "--output_dir", str(tmp_path)])
+    given = yaml.safe_load(path.read_text())
+    got = cfg[path.parent.name]
+    names = [e["class_path"] for e in given] if isinstance(given, list) else [given["class_path"]]
+    found = [e.class_path for e in got] if isinstance(got, list) else [got.class_path]
+    assert [f.rsplit(".", 1)[1] for f in found] == [n.rsplit(".", 1)[1] for n in names]  # jsonargparse shortens paths
+    assert len(SEARCH_GROUPS) >= 4
 
 
 @pytest.mark.ddp
