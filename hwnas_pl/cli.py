@@ -230,29 +230,26 @@ def bench_main(args: list[str]) -> None:
     """``hwnas bench lut``: measure a per-op latency lookup table for a space on this machine's device."""
     parser = CommandParser(prog="hwnas bench", description="Hardware measurements for a search space.")
     sub = parser.add_subcommands(required=True, dest="what")
+    from hwnas_pl.evaluators.lut import LatencyLUT
+
     lut = CommandParser(description="Measure every op a sample of the space uses; save the LUT as JSON.")
     lut.add_argument("--space", type=str, default="nasbench201", help="Registered search-space name.")
-    lut.add_argument("--device", type=str, default="cpu", help="cpu or cuda:N.")
     lut.add_argument("--output", type=str, default="lut.json", help="JSON file of the table (extended if present).")
-    lut.add_argument("--batch_size", type=int, default=1)
-    lut.add_argument("--threads", type=int | None, default=None, help="CPU threads (default: torch's setting).")
-    lut.add_argument("--input_shape", type=list[int], default=[3, 32, 32])
-    lut.add_argument("--num_classes", type=int, default=10)
     lut.add_argument("--samples", type=int, default=200, help="Architectures sampled (LHS); 0 = every one.")
-    lut.add_argument("--repeats", type=int, default=50)
     lut.add_argument("--seed", type=int, default=0)
+    # the measurement settings are LatencyLUT's own arguments (device, batch_size, threads, warmup, repeats, ...)
+    lut.add_class_arguments(LatencyLUT, as_group=False, skip={"space", "path", "strict"})
     sub.add_subcommand("lut", lut, help="Build a per-op latency lookup table.")
     cfg = parser.parse_args(args).lut
     import json
 
     import numpy as np
 
-    from hwnas_pl.evaluators.lut import LatencyLUT
     from hwnas_pl.spaces import create_search_space
 
     space = create_search_space(cfg.space)
-    table = LatencyLUT(space, cfg.output, cfg.device, cfg.batch_size, cfg.threads, cfg.input_shape, cfg.num_classes,
-                       repeats=cfg.repeats)  # fmt: skip
+    settings = [n for n in inspect.signature(LatencyLUT).parameters if n not in ("space", "path", "strict")]
+    table = LatencyLUT(space, cfg.output, **{n: cfg[n] for n in settings})
     archs = space.enumerate() if cfg.samples == 0 else space.sample(cfg.samples, np.random.default_rng(cfg.seed), "lhs")
     added = table.build_for(archs)
     path = table.save()

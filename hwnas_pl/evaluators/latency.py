@@ -135,8 +135,37 @@ def measure_module(
         return time_call(lambda: module(x), dev, warmup, repeats)
 
 
+class LatencyModel(CostModel):
+    """What every latency cost model shares: the measurement settings, validated once, and the device placement.
+
+    Subclasses call :meth:`set_measurement` from ``__init__`` with their (documented) arguments.
+    """
+
+    def set_measurement(
+        self,
+        device: str,
+        batch_size: int,
+        threads: int | None,
+        input_shape: Sequence[int],
+        num_classes: int,
+        warmup: int,
+        repeats: int,
+        statistic: str,
+    ) -> None:
+        """Store the measurement settings (``statistic`` checked, ``device`` resolved)."""
+        self.statistic = check_statistic(statistic)
+        self.device = resolve_device(device)
+        self.batch_size, self.threads, self.warmup, self.repeats = batch_size, threads, warmup, repeats
+        self.input_shape, self.num_classes = tuple(int(s) for s in input_shape), num_classes
+
+    def place(self, device: str) -> None:
+        """A model measuring a GPU measures this process's GPU in a sharded search (CPU models stay on the CPU)."""
+        if self.device.type == "cuda" and device.startswith("cuda"):
+            self.device = resolve_device(device)
+
+
 @register_cost_model("measured")
-class MeasuredLatencyModel(CostModel):
+class MeasuredLatencyModel(LatencyModel):
     """End-to-end latency of each built network, measured on ``device``: ``latency_ms`` and ``latency_iqr_ms``.
 
     Args:
@@ -166,10 +195,7 @@ class MeasuredLatencyModel(CostModel):
         statistic: str = "median",
     ) -> None:
         super().__init__(space)
-        self.statistic = check_statistic(statistic)
-        self.device = resolve_device(device)
-        self.batch_size, self.warmup, self.repeats, self.threads = batch_size, warmup, repeats, threads
-        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.set_measurement(device, batch_size, threads, input_shape, num_classes, warmup, repeats, statistic)
 
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
         stats = [

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from hwnas_pl.errors import ConfigError, UserInputError
-from hwnas_pl.evaluators.base import CostModel, register_cost_model
-from hwnas_pl.evaluators.latency import check_statistic, device_profile, fixed_threads, resolve_device, time_call
+from hwnas_pl.evaluators.base import register_cost_model
+from hwnas_pl.evaluators.latency import LatencyModel, device_profile, fixed_threads, time_call
 from hwnas_pl.spaces.base import OpSpec, SearchSpace
 
 LUT_FORMAT = 1
@@ -35,7 +35,7 @@ class LUTMissingOpError(UserInputError):
 
 
 @register_cost_model("lut")
-class LatencyLUT(CostModel):
+class LatencyLUT(LatencyModel):
     """``latency_ms`` of each architecture as the sum of per-op latencies from a lookup table.
 
     Args:
@@ -70,14 +70,10 @@ class LatencyLUT(CostModel):
         statistic: str = "median",
     ) -> None:
         super().__init__(space)
-        check_statistic(statistic)
+        self.set_measurement(device, batch_size, threads, input_shape, num_classes, warmup, repeats, statistic)
         self.path = Path(path) if path is not None else None
-        self.device = resolve_device(device)
-        self.batch_size, self.threads = batch_size, threads
-        self.input_shape, self.num_classes = tuple(int(s) for s in input_shape), num_classes
-        self.warmup, self.repeats, self.strict = warmup, repeats, strict
+        self.strict = strict
         self.profile = {**device_profile(self.device, batch_size, threads), "space": space.name, "statistic": statistic}
-        self.statistic = statistic
         self.entries: dict[str, float] = {}
         if self.path is not None and self.path.is_file():
             self.load(self.path)
