@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from hwnas_pl.analog import drift_accuracy, make_rpu_config, to_analog
 from hwnas_pl.datamodules import DigitsDataModule
-from hwnas_pl.networks import SmallCNN
+from hwnas_pl.nn.backbones import SmallCNN
 
 
 def train(net, loader, epochs, lr, analog=False):

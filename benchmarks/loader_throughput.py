@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from datasets import write_apolloscape, write_cifar10  # noqa: E402
 
 from hwnas_pl.datamodules import ApolloScapeDataModule, CIFARDataModule  # noqa: E402
-from hwnas_pl.networks import create_backbone  # noqa: E402
-from hwnas_pl.segmentation_networks import TimmFPN  # noqa: E402
+from hwnas_pl.models import create_backbone  # noqa: E402
+from hwnas_pl.nn.segmentation import TimmFPN  # noqa: E402
 
 
 def loader_rate(loader, batches):

@@ -35,7 +35,7 @@ from hwnas_pl.datamodules.image_arrays import Cutout
 from hwnas_pl.datamodules.troika import bandpass
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.modules.segmentation_module import SegmentationModule, segmentation_scores
-from hwnas_pl.segmentation_networks import UNet
+from hwnas_pl.nn.segmentation import UNet
 
 TROIKA_BPM = {"DATA_01_TYPE01": 70.0, "DATA_02_TYPE02": 90.0, "DATA_11_TYPE02": 100.0, "DATA_12_TYPE02": 120.0}
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.models import create_backbone, list_backbones
 from hwnas_pl.modules.classifier_module import build_backbone
-from hwnas_pl.networks import MLP, SmallCNN, create_backbone, list_backbones
+from hwnas_pl.nn.backbones import MLP, SmallCNN
 
 
 def n_params(module):
@@ -35,7 +36,7 @@ def test_create_backbone_own_and_timm():
 
 
 def test_build_backbone_from_dotted_path_and_factory():
-    net = build_backbone("hwnas_pl.networks.MLP", 4, (1, 2, 2))
+    net = build_backbone("hwnas_pl.nn.backbones.MLP", 4, (1, 2, 2))
     assert isinstance(net, MLP) and net(torch.zeros(1, 1, 2, 2)).shape == (1, 4)
     net = build_backbone(lambda n, shape: MLP(n, shape, hidden=()), 2, (3,))
     assert n_params(net) == 3 * 2 + 2
@@ -48,7 +49,7 @@ def test_build_backbone_from_dotted_path_and_factory():
             "no_such_net",
             r"Unknown backbone 'no_such_net'; expected one of the package's backbones \(mlp, ppgnet, small_cnn\)",
         ),
-        ("hwnas_pl.networks.Nope", r"Backbone 'hwnas_pl.networks.Nope' could not be imported"),
+        ("hwnas_pl.nn.backbones.Nope", r"Backbone 'hwnas_pl.nn.backbones.Nope' could not be imported"),
     ],
 )
 def test_unknown_backbone_names_the_valid_ones(name, match):

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import nn
 
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.models import BackboneFactory, build_backbone
 from hwnas_pl.modules.base import HWNASModule
 from hwnas_pl.modules.tasks import ClassificationTask
-from hwnas_pl.networks import create_backbone
 from hwnas_pl.nn.loss_terms import LossTerm
 from hwnas_pl.nn.transforms import ModelTransform
-
-#: A class or function called as ``factory(num_classes, input_shape)`` that returns the network. In YAML it is a
-#: ``class_path`` with ``init_args`` for everything but those two, which are linked from the DataModule.
-BackboneFactory = Callable[[int, Sequence[int]], nn.Module]
-
-
-def build_backbone(backbone: str | BackboneFactory, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
-    """Build ``backbone`` for ``num_classes`` outputs and inputs of ``input_shape``.
-
-    Args:
-        backbone: a package backbone name (``small_cnn``, ``mlp``), a timm model name (``resnet18``), a dotted path
-            to a class or function taking ``(num_classes, input_shape)``, or such a factory itself.
-        num_classes: number of output logits.
-        input_shape: (channels, height, width) of one sample.
-    """
-    if callable(backbone):
-        return backbone(num_classes, tuple(input_shape))
-    if "." in backbone:
-        module_name, _, attr = backbone.rpartition(".")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError):
-            raise ConfigError(
-                f"Backbone '{backbone}' could not be imported; expected a dotted path to a class or function taking "
-                "(num_classes, input_shape)."
-            ) from None
-        return factory(num_classes, tuple(input_shape))
-    return create_backbone(backbone, num_classes, input_shape)
 
 
 class ClassifierModule(HWNASModule):

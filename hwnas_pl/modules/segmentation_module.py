@@ -30,7 +30,7 @@ class SegmentationModule(HWNASModule):
 
     Args:
         backbone: see :func:`~hwnas_pl.modules.classifier_module.build_backbone` (e.g.
-            ``hwnas_pl.segmentation_networks.UNet``).
+            ``hwnas_pl.nn.segmentation.UNet``).
         num_classes: classes including background (linked from the DataModule by the CLI).
         input_shape: (channels, *spatial) of one training sample (linked from the DataModule by the CLI).
         loss: ``ce`` or ``dice_ce`` (MONAI's DiceCELoss; no ignore index).
@@ -43,7 +43,7 @@ class SegmentationModule(HWNASModule):
 
     def __init__(
         self,
-        backbone: str | BackboneFactory = "hwnas_pl.segmentation_networks.UNet",
+        backbone: str | BackboneFactory = "hwnas_pl.nn.segmentation.UNet",
         num_classes: int = 2,
         input_shape: Sequence[int] = (3, 64, 64),
         loss: str = "ce",
