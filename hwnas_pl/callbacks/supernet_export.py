@@ -1,0 +1,184 @@
+"""The PRP-NAS export: searched architectures, the estimated Pareto set, a retraining config, the ranking check."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import yaml
+from typing_extensions import override
+
+from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, evaluate_sample, supernet_of
+from hwnas_pl.distributed import write_on_rank_zero
+from hwnas_pl.evaluators.base import CostModelFactory, build_cost_model
+from hwnas_pl.modules.supernet_module import SupernetModule
+from hwnas_pl.pareto import kendall_tau, pareto_ranks
+
+
+class SupernetExport(L.Callback):
+    """Write the searched architectures, the Pareto set and a retraining config when training ends (thesis §3.3).
+
+    Files in ``output_dir`` (default ``<trainer.default_root_dir>/export``):
+
+    - ``architecture.json``: the argmax(α) architecture, α per layer (normalised), and every path whose ops all
+      have α within ``threshold`` of their layer's largest (at most ``max_paths``; the thesis keeps several paths
+      where α values are close).
+    - ``pareto_set.json``: the non-dominated sub-networks of a fresh sample of ``num_samples`` (plus the argmax
+      path), each as ``{arch, est_acc, <cost metric>}`` in the space's string format.
+    - ``retrain.yaml``: ``hwnas fit --config retrain.yaml`` trains the argmax architecture from scratch with the
+      task's module (:class:`~hwnas_pl.modules.ClassifierModule` for classification) with the same data and
+      optimiser.
+    - ``ranking.json`` (with ``reference``): Kendall tau-b between the supernet's and the reference's ranking of
+      the sample, for accuracy and for Pareto rank (the thesis's ranking-quality measure).
+
+    Args:
+        output_dir: where to write.
+        num_samples: sub-networks sampled for the Pareto set and the ranking (capped at the alive space's size).
+        num_batches: held-out batches per accuracy estimate.
+        threshold: α (normalised) within this of the layer's largest keeps an op in the exported paths.
+        max_paths: most paths written to ``architecture.json``.
+        reference: a cost model giving the true accuracy of a sub-network (e.g. the NAS-Bench-201 table, or a
+            CSV of independently trained sub-networks through ``TableCostModel``), called with the space.
+        reference_metric: the reference's accuracy metric (default: its first).
+        retrain_epochs: ``trainer.max_epochs`` in ``retrain.yaml``.
+        seed: seed of the sampler.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        num_samples: int = 100,
+        num_batches: int = 4,
+        threshold: float = 0.05,
+        max_paths: int = 64,
+        reference: CostModelFactory | None = None,
+        reference_metric: str | None = None,
+        retrain_epochs: int = 200,
+        seed: int = 3,
+    ) -> None:
+        self.output_dir = output_dir
+        self.num_samples, self.num_batches = num_samples, num_batches
+        self.threshold, self.max_paths = threshold, max_paths
+        self.reference_factory, self.reference_metric = reference, reference_metric
+        self.retrain_epochs = retrain_epochs
+        self.seed = seed
+        self.results: dict[str, Any] = {}
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.export(trainer, supernet_of(pl_module, "SupernetExport"))
+
+    def export(self, trainer: L.Trainer, module: SupernetModule) -> Path:
+        """Evaluate and write the files; returns the output folder."""
+        out = Path(self.output_dir) if self.output_dir else Path(trainer.default_root_dir) / "export"
+        rng = np.random.default_rng(self.seed)
+        paths, objectives = evaluate_sample(module, self.num_samples, rng, self.num_batches)
+        best = module.argmax_path()
+        if not (paths == best).all(axis=1).any():
+            paths = np.vstack([paths, best])
+            acc = module.estimate_accuracy(best[None], module.heldout_batches(self.num_batches))
+            objectives = np.vstack([objectives, [acc[0], module.costs(best[None])[0]]])
+        ranks = pareto_ranks(objectives, DIRECTIONS)
+        metric = module.cost_metric
+        architecture = self._architecture(module, best, objectives[(paths == best).all(axis=1)][0])
+        pareto_set = [
+            {"arch": module.arch_string(paths[i]), "est_acc": float(objectives[i, 0]), metric: float(objectives[i, 1])}
+            for i in np.flatnonzero(ranks == 1)[np.argsort(objectives[ranks == 1, 1])]
+        ]
+        ranking = self._ranking(module, paths, objectives, ranks) if self.reference_factory is not None else None
+        self.results = {"architecture": architecture, "pareto_set": pareto_set, "ranking": ranking}
+
+        def write() -> None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "architecture.json").write_text(json.dumps(architecture, indent=1))
+            (out / "pareto_set.json").write_text(json.dumps(pareto_set, indent=1))
+            (out / "retrain.yaml").write_text(self._retrain_config(trainer, module, architecture["arch"], out))
+            if ranking is not None:
+                (out / "ranking.json").write_text(json.dumps(ranking, indent=1))
+            summary = {"export/pareto_size": len(pareto_set), "export/argmax_est_acc": architecture["est_acc"]}
+            if ranking is not None:
+                summary.update({f"export/{k}": v for k, v in ranking.items() if isinstance(v, float)})
+            for logger in trainer.loggers:
+                logger.log_metrics(summary, step=trainer.global_step)
+
+        write_on_rank_zero(trainer, write)
+        return out
+
+    def _architecture(self, module: SupernetModule, best: np.ndarray, objectives: np.ndarray) -> dict[str, Any]:
+        probs = module.alpha_probs().detach().cpu().numpy()
+        alive = module.alive_indices()
+        near = [
+            [i for i in ops if probs[layer, i] >= probs[layer].max() - self.threshold]
+            for layer, ops in enumerate(alive)
+        ]
+        ordered = [[int(best[layer]), *(i for i in ops if i != best[layer])] for layer, ops in enumerate(near)]
+        paths = list(itertools.islice(itertools.product(*ordered), self.max_paths))  # the argmax path first
+        return {
+            "arch": module.arch_string(best),
+            "est_acc": float(objectives[0]),
+            module.cost_metric: float(objectives[1]),
+            "alpha": {
+                f"{layer}": {module.supernet.choices[layer][i]: round(float(probs[layer, i]), 6) for i in ops}
+                for layer, ops in enumerate(alive)
+            },
+            "threshold": self.threshold,
+            "paths": [module.arch_string(p) for p in paths],
+            "pruned": [[layer, op] for layer, op in module.pruned],
+        }
+
+    def _ranking(
+        self, module: SupernetModule, paths: np.ndarray, objectives: np.ndarray, est_ranks: np.ndarray
+    ) -> dict[str, Any]:
+        reference = build_cost_model(self.reference_factory, module.space, module.input_shape, module.num_classes)
+        metric = self.reference_metric or reference.metrics[0]
+        archs = [module.space.decode(p) for p in paths]
+        true_acc = reference.evaluate(archs)[metric]
+        true_ranks = pareto_ranks(np.stack([true_acc, objectives[:, 1]], axis=1), DIRECTIONS)
+        return {
+            "n": len(paths),
+            "reference_metric": metric,
+            "kendall_tau_accuracy": kendall_tau(objectives[:, 0], true_acc),
+            "kendall_tau_pareto_rank": kendall_tau(est_ranks, true_ranks),
+            "archs": [module.arch_string(p) for p in paths],
+            "est_acc": objectives[:, 0].tolist(),
+            "true_acc": np.asarray(true_acc, dtype=float).tolist(),
+            module.cost_metric: objectives[:, 1].tolist(),
+        }
+
+    def _retrain_config(self, trainer: L.Trainer, module: SupernetModule, arch: str, out: Path) -> str:
+        datamodule = trainer.datamodule
+        data = None
+        if datamodule is not None:
+            data = {"class_path": f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"}
+            hparams = dict(getattr(datamodule, "hparams", {}))
+            data["init_args"] = {k: v for k, v in hparams.items() if not k.startswith("_")}
+        backbone = {"class_path": "hwnas_pl.spaces.ArchNetwork",
+                    "init_args": {"space": module.space.config(), "arch": arch}}  # fmt: skip
+        model = module.task.retrain_model(backbone)  # the task's own module: classifier, segmentation, regression
+        optimizer = module.hparams.get("optimizer")
+        if isinstance(optimizer, dict):
+            model["init_args"]["optimizer"] = optimizer
+        config = {
+            "seed_everything": 42,
+            "trainer": {
+                "default_root_dir": str(out / "retrain"),
+                "max_epochs": self.retrain_epochs,
+                "callbacks": [
+                    {
+                        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                        "init_args": {"dirpath": str(out / "retrain" / "checkpoints"), "filename": "last"},
+                    }
+                ],
+            },
+            "model": model,
+        }
+        if data is not None:
+            config["data"] = data
+        header = (
+            f"# Retrain the PRP-NAS argmax architecture from scratch:\n#   hwnas fit --config {out / 'retrain.yaml'}\n"
+        )
+        return header + yaml.safe_dump(config, sort_keys=False)
