@@ -63,6 +63,14 @@ class AnalogNASEvolution(SearchStrategy):
 
     handles_constraints = True
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; a version-1 pickle had T_AVM only as ``max_avm`` (the bound of every redraw)."""
+        state.setdefault("max_avm_arg", state.get("max_avm"))
+        state.setdefault(
+            "predicted_constraints", [Constraint("avm", "<", float(state.get("max_avm", DEFAULT_MAX_AVM)))]
+        )
+        super().__setstate__(state)
+
     def __init__(
         self,
         space: SearchSpace,

@@ -36,6 +36,16 @@ class SearchStrategy(ABC):
 
     #: whether ``_tell`` uses ``G``; otherwise ``tell`` folds it into ``F`` as a penalty
     handles_constraints: bool = False
+    #: attributes added after version 1 of ``search_state.pkl`` (which pickled strategies whole), with the value an
+    #: older pickle means; subclasses extend it
+    _added_later: Mapping[str, Any] = {"constraints": (), "penalty_weight": 1.0}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving attributes that an older version did not have the value it behaved with."""
+        for cls in reversed(type(self).__mro__):
+            for key, value in getattr(cls, "_added_later", {}).items():
+                state.setdefault(key, list(value) if isinstance(value, tuple) else value)
+        self.__dict__.update(state)
 
     def __init__(self, space: SearchSpace, batch_size: int = 50, penalty_weight: float = 1.0) -> None:
         if batch_size < 1:
@@ -186,6 +196,8 @@ class NSGA2Search(SearchStrategy):
         constraint_handling: ``"native"`` (pymoo's constrained NSGA-II) or ``"penalty"``.
         penalty_weight: weight of the penalty (``constraint_handling: penalty``).
     """
+
+    _added_later = {"constraint_handling": "native"}
 
     def __init__(
         self,

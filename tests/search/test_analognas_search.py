@@ -249,3 +249,30 @@ def test_t_avm_through_the_constraint_channel_is_max_avm(space, surrogate, tmp_p
     ea = AnalogNASEvolution(space, _copy(surrogate), **kw, max_avm=3.0)
     with pytest.raises(ConfigError, match="max_avm=3.0 disagrees with the search's constraint avm < 5"):
         ea.setup(3, 0, OBJECTIVES, parse_constraints({"avm": {"<": 5}}))
+
+
+def test_a_version1_analognas_search_state_still_resumes(space, surrogate, tmp_path):
+    """A search_state.pkl of the version that pickled the EA whole (no constraint attributes) resumes exactly."""
+    import pickle
+
+    kw = dict(population_size=16, iterations=4, max_avm=5.0, check_every=2, check_size=4, final_candidates=2)
+    model = NASBench201AnalogModel(space)
+
+    def runner(out, budget):
+        ea = AnalogNASEvolution(space, _copy(surrogate), **kw)
+        return SearchRunner(space, ea, [model], OBJECTIVES, budget, str(out), seed=3, progress=False)
+
+    straight = runner(tmp_path / "a", 100)
+    straight.run()
+    part = runner(tmp_path / "b", 4)
+    part.run()
+    old = pickle.loads(pickle.dumps(part.strategy))
+    for key in ("max_avm_arg", "predicted_constraints", "constraints", "penalty_weight"):
+        del old.__dict__[key]  # what a version-1 pickle lacks
+    state = {k: v for k, v in part.search.state_dict().items() if k not in ("strategy", "constraints")}
+    state = {**state, "version": 1, "strategy": old}
+    (tmp_path / "b" / "search_state.pkl").write_bytes(pickle.dumps(state))
+    resumed = runner(tmp_path / "b", 100)
+    resumed.run(resume=True)
+    assert resumed.strategy.summary()["top1"] == straight.strategy.summary()["top1"]
+    assert [h["arch"] for h in resumed.history] == [h["arch"] for h in straight.history]
