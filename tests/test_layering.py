@@ -26,6 +26,8 @@ CORE = [
     "hwnas_pl.nn",
     "hwnas_pl.models",
     "hwnas_pl.distributed",
+    "hwnas_pl.rng",
+    "hwnas_pl.evaluators",
 ]
 
 

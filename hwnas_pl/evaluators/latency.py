@@ -15,6 +15,7 @@ from torch import nn
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.evaluators.base import CostModel, register_cost_model
+from hwnas_pl.rng import isolated_rng
 from hwnas_pl.spaces.base import SearchSpace
 
 STATISTICS = ("median", "min")
@@ -198,17 +199,18 @@ class MeasuredLatencyModel(LatencyModel):
         self.set_measurement(device, batch_size, threads, input_shape, num_classes, warmup, repeats, statistic)
 
     def _evaluate(self, archs: list[Any], out: dict[str, np.ndarray]) -> None:
-        stats = [
-            measure_module(
-                self.space.build(a, self.num_classes, self.input_shape),
-                self.input_shape,
-                self.device,
-                self.batch_size,
-                self.warmup,
-                self.repeats,
-                self.threads,
-            )
-            for a in archs
-        ]
+        with isolated_rng():  # building and feeding the networks must not move a training run's generators
+            stats = [
+                measure_module(
+                    self.space.build(a, self.num_classes, self.input_shape),
+                    self.input_shape,
+                    self.device,
+                    self.batch_size,
+                    self.warmup,
+                    self.repeats,
+                    self.threads,
+                )
+                for a in archs
+            ]
         out["latency_ms"] = np.array([s.get(self.statistic) for s in stats])
         out["latency_iqr_ms"] = np.array([s.iqr_ms for s in stats])

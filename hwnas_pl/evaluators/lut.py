@@ -21,6 +21,7 @@ import torch
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.base import register_cost_model
 from hwnas_pl.evaluators.latency import LatencyModel, device_profile, fixed_threads, time_call
+from hwnas_pl.rng import isolated_rng
 from hwnas_pl.spaces.base import OpSpec, SearchSpace
 
 LUT_FORMAT = 1
@@ -123,7 +124,7 @@ class LatencyLUT(LatencyModel):
         for op in ops:
             if op.key not in self.entries:
                 todo.setdefault(op.key, op)
-        with fixed_threads(self.threads), torch.inference_mode():
+        with fixed_threads(self.threads), torch.inference_mode(), isolated_rng():
             for key, op in todo.items():
                 module = op.build().to(self.device).eval()
                 x = torch.randn(self.batch_size, *op.input_shape, device=self.device)

@@ -25,6 +25,7 @@ from torch import nn
 
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.registry import Registry
+from hwnas_pl.rng import isolated_rng
 
 Arch = Hashable
 
@@ -161,7 +162,8 @@ class SearchSpace(ABC):
         Default: every leaf module of the built network, found with forward hooks, keyed by its description and
         input shape. Spaces override this with a symbolic version that needs no network.
         """
-        net = self.build(self.validate(arch), num_classes, input_shape).eval()
+        with isolated_rng():  # built to be inspected: the global generators stay where they were
+            net = self.build(self.validate(arch), num_classes, input_shape).eval()
         seen: list[OpSpec] = []
 
         def hook(module: nn.Module, inputs: tuple) -> None:
@@ -192,7 +194,8 @@ class SearchSpace(ABC):
         total = NetworkCounts(macs=0, params=0, spatial_sizes=first_spatial(shape))
         for op in self.latency_ops(self.validate(arch), num_classes, shape):
             if op.key not in cache:
-                cache[op.key] = count_network(op.build(), op.input_shape)
+                with isolated_rng():  # ops built to be counted leave the global generators alone
+                    cache[op.key] = count_network(op.build(), op.input_shape)
             part = cache[op.key]
             total.macs += part.macs
             total.params += part.params
