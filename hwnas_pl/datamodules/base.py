@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from hwnas_pl.errors import ConfigError
 
@@ -35,6 +35,29 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     n_held = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
     kept, held = seeded_split(n, n_held, seed)
     return kept.tolist(), held.tolist()
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A fresh permutation each epoch from ``seed + epoch`` (DistributedSampler's rule, on one device).
+
+    The order of an epoch depends on its number only, not on the global generator, so a run resumed at an epoch
+    boundary sees the batches the uninterrupted run saw. The loader's own generator (worker seeds) is reseeded with
+    the epoch too. A ``RandomSampler``, so Lightning still shuffles when it swaps in a DistributedSampler under DDP.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int = 0, loader_generator: torch.Generator | None = None) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch, self.loader_generator = int(seed), 0, loader_generator
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before each epoch."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if self.loader_generator is not None:
+            self.loader_generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(len(self.data_source), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        return iter(order.tolist())
 
 
 class HWNASDataModule(L.LightningDataModule):
@@ -88,10 +111,13 @@ class HWNASDataModule(L.LightningDataModule):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} split; call setup() first.")
         batch_size = batch_size or self.batch_size_per_device
+        generator = torch.Generator().manual_seed(int(getattr(self, "seed", 0) or 0))
+        sampler = EpochShuffleSampler(dataset, int(getattr(self, "seed", 0) or 0), generator) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            generator=generator,  # worker seeds come from here, not from the global generator
             drop_last=shuffle and self.drop_last_train and len(dataset) > batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -29,6 +29,7 @@ from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.modules.tasks import Task
 from hwnas_pl.nn.loss_terms import LossTerm
 from hwnas_pl.nn.transforms import ModelTransform
+from hwnas_pl.rng import rng_states, set_rng_states
 
 
 class NonFiniteLossError(UserInputError, FloatingPointError):
@@ -186,7 +187,18 @@ class HWNASModule(L.LightningModule):
         self._call_transforms("after_optimizer_step", optimizer)
 
     @override
+    def on_train_start(self) -> None:
+        # a resumed run continues the global generators where the checkpointed run left them (after the sanity
+        # check and data setup, which draw from them), so that epochs after an epoch-boundary resume are the ones
+        # the uninterrupted run trains: the same data order, dropout and analog noise
+        pending = getattr(self, "_resumed_rng_states", None)
+        if pending is not None:
+            set_rng_states(pending)
+            self._resumed_rng_states = None
+
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
         self._call_transforms("on_save_checkpoint", checkpoint)
 
     # ------------------------------------------------------------------ checkpoints and checks
@@ -213,6 +225,7 @@ class HWNASModule(L.LightningModule):
             hparams = checkpoint.get("hyper_parameters") or {}
             writer = hparams.get("_class_path")
             check_state_dict_matches(self, checkpoint["state_dict"], source=self.checkpoint_source(), writer=writer)
+        self._resumed_rng_states = checkpoint.get("rng_states")  # restored when training starts (on_train_start)
         self._call_transforms("on_load_checkpoint", checkpoint)
 
     def optimizers_from_factories(self, parameters: Any = None) -> Any:
