@@ -34,7 +34,7 @@ import hwnas_pl.datamodules  # noqa: F401  (registers short class names for json
 import hwnas_pl.modules
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.cli_errors import DEBUG_ENV, ExplainedErrorsMixin
-from hwnas_pl.errors import UserInputError
+from hwnas_pl.errors import ConfigError, UserInputError
 
 
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
@@ -62,6 +62,54 @@ class HWNASArgumentParser(ExplainedErrorsMixin, LightningArgumentParser):
 
 #: Values every DataModule of the package exposes and every model of the package takes.
 LINKED_DATA_VALUES = ("num_classes", "input_shape")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with Namespaces as dicts and tuples as lists, for comparing configs with checkpoint hparams."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "__path__"}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same(saved: Any, given: Any) -> bool:
+    """Whether a checkpoint's hparam and a config value mean the same (class paths compared by class name)."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        if "class_path" in saved and "class_path" in given:
+            if str(saved["class_path"]).rsplit(".", 1)[-1] != str(given["class_path"]).rsplit(".", 1)[-1]:
+                return False
+        return all(_same(saved[k], given[k]) for k in saved.keys() & given.keys() if k != "class_path")
+    if isinstance(saved, list) and isinstance(given, list):
+        return len(saved) == len(given) and all(_same(a, b) for a, b in zip(saved, given))
+    return saved == given
+
+
+def _explicit_conflict(hparams: dict[str, Any], model: Any) -> tuple[str, Any, Any] | None:
+    """A model argument the config sets, which the checkpoint was trained with another value of, or ``None``.
+
+    Returns ``(name, checkpoint value, config value)`` for the first argument set to a value other than the class
+    default that differs from the checkpoint's hparams. Lightning replaces the config's model arguments by the
+    checkpoint's, so an argument the user set explicitly would be ignored silently.
+    """
+    init_args = _plain(getattr(model, "init_args", None) or {})
+    class_path = getattr(model, "class_path", None)
+    try:
+        module_name, _, name = str(class_path).rpartition(".")
+        params = inspect.signature(getattr(importlib.import_module(module_name), name)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    for key, saved in hparams.items():
+        if key.startswith("_") or key in LINKED_DATA_VALUES or key not in init_args or key not in params:
+            continue
+        given, default = init_args[key], params[key].default
+        if _same(_plain(given), _plain(default)):  # not set by the user: the checkpoint's value rightly wins
+            continue
+        if not _same(_plain(saved), given):
+            return key, saved, given
+    return None
 
 
 class HWNASCLI(LightningCLI):
@@ -118,6 +166,14 @@ class HWNASCLI(LightningCLI):
                     f"Checkpoint '{path}' was written by {written}, but the config's model is {configured}; expected "
                     f"a checkpoint of {configured}."
                 )
+            conflict = _explicit_conflict(hparams, model)
+            if conflict is not None:
+                key, saved, given = conflict
+                raise CheckpointMismatchError(
+                    f"Checkpoint '{path}' was trained with model.init_args.{key}={saved!r}, but the config sets "
+                    f"{given!r}; expected the checkpoint's own setting (drop the argument, or train a new run "
+                    "without --ckpt_path)."
+                )
         super()._parse_ckpt_path()
 
     @override
@@ -138,12 +194,17 @@ class HWNASCLI(LightningCLI):
             lines.append(f"  logs ({type(logger).__name__}): {Path(where).resolve() if where else 'n/a'}")
         for ckpt in trainer.checkpoint_callbacks if stage == "fit" else []:
             if ckpt.monitor and ckpt.best_model_path:
-                score = f" ({ckpt.monitor}={float(ckpt.best_model_score):.4f})"
+                best = ckpt.best_model_score
+                score = f" ({ckpt.monitor}={float(best):.4f})" if best is not None else ""
                 lines.append(f"  best checkpoint: {Path(ckpt.best_model_path).resolve()}{score}")
             newest = ckpt.last_model_path or (ckpt.best_model_path if not ckpt.monitor else "")
             if newest:
                 lines.append(f"  last checkpoint: {Path(newest).resolve()}")
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if v is not None and getattr(v, "numel", lambda: 1)() == 1
+        }
         if metrics:
             lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
         print("\n".join(lines), flush=True)
@@ -206,6 +267,8 @@ def search_main(args: list[str]) -> None:
     cfg = parser.parse_args(args)
     resume = cfg.pop("resume")
     cfg.pop("config", None)
+    if cfg.max_evaluations < 1:  # before the evaluators are built (a LUT or a surrogate can take minutes)
+        raise ConfigError(f"max_evaluations must be >= 1, got {cfg.max_evaluations}.")
     init = parser.instantiate(cfg)
     runner = SearchRunner(**{name: init[name] for name in inspect.signature(SearchRunner).parameters})
     result = runner.run(resume=resume)

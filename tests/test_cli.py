@@ -111,7 +111,8 @@ def test_missing_data_dir(tmp_path, capsys):
     line = run_cli_error(capsys, "--data.init_args.data_dir", str(tmp_path / "absent"))
     assert line == (
         f"hwnas: error: Digits data_dir '{tmp_path / 'absent'}' does not exist; expected a directory holding the UCI "
-        "files optdigits.tra and/or optdigits.tes (65 comma-separated integers per row)."
+        "files optdigits.tra and/or optdigits.tes (65 comma-separated integers per row) (set it with "
+        "--data.init_args.data_dir)."
     )
 
 
@@ -165,3 +166,22 @@ def test_checkpoint_of_another_configuration(tmp_path, capsys):
 def test_configs_folder_has_the_groups():
     for group in ("trainer", "model", "data", "logger"):
         assert list((CONFIGS / group).glob("*.yaml")), group
+
+
+def test_an_argument_that_contradicts_the_checkpoint_is_one_sentence(tmp_path, capsys):
+    """Lightning takes the model settings from a checkpoint; an explicit other value is refused, not ignored."""
+    args = ["fit", "--config", str(DIGITS_CONFIG), "--trainer.logger", "false", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+            "--trainer.default_root_dir", str(tmp_path / "a")]  # fmt: skip
+    cli_main(args)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    line = run_cli_error(capsys, "--model.init_args.label_smoothing", "0.2", "--ckpt_path", str(ckpt))
+    assert line == (
+        f"hwnas: error: Checkpoint '{ckpt}' was trained with model.init_args.label_smoothing=0.0, but the config "
+        "sets 0.2; expected the checkpoint's own setting (drop the argument, or train a new run without --ckpt_path)."
+    )
+    # the same config and the checkpoint agree: testing it runs and prints the summary
+    cli_main(["test", "--config", str(DIGITS_CONFIG), "--trainer.logger", "false", "--trainer.limit_test_batches", "1",
+              "--ckpt_path", str(ckpt)])  # fmt: skip
+    assert "hwnas test finished." in capsys.readouterr().out

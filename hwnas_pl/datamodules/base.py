@@ -97,7 +97,12 @@ class HWNASDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world_size = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world_size:
-            raise ConfigError(f"Batch size {self.batch_size} is not divisible by the number of devices {world_size}.")
+            lower = self.batch_size // world_size * world_size
+            near = " or ".join(str(v) for v in (lower, lower + world_size) if v > 0)
+            raise ConfigError(
+                f"Batch size {self.batch_size} is not divisible by the number of devices {world_size}; expected a "
+                f"multiple of {world_size}, e.g. {near} (batch_size is the global batch)."
+            )
         self.batch_size_per_device = self.batch_size // world_size
         if not self._built:
             self.build()

@@ -29,7 +29,10 @@ def require_dir(path: str | Path, dataset: str, layout: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_dir():
         what = "is a file, not a directory" if p.exists() else "does not exist"
-        raise DatasetLayoutError(f"{dataset} data_dir '{p}' {what}; expected a directory holding {layout}.")
+        raise DatasetLayoutError(
+            f"{dataset} data_dir '{p}' {what}; expected a directory holding {layout} (set it with "
+            "--data.init_args.data_dir)."
+        )
     return p
 
 

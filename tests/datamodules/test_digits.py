@@ -62,7 +62,8 @@ def test_batch_size_is_divided_among_devices():
     assert dm.batch_size_per_device == 16
     dm = DigitsDataModule(batch_size=30)
     dm.trainer = FakeTrainer()
-    with pytest.raises(ConfigError, match="Batch size 30 is not divisible by the number of devices 4"):
+    expected = "Batch size 30 is not divisible by the number of devices 4; expected a multiple of 4, e.g. 28 or 32"
+    with pytest.raises(ConfigError, match=expected):
         dm.setup("fit")
 
 
