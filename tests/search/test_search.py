@@ -212,3 +212,15 @@ def test_bench_lut_command(tmp_path, capsys):
 def test_help_names_the_search_commands():
     out = subprocess.run([sys.executable, "-m", "hwnas_pl", "--help"], capture_output=True, text=True).stdout
     assert "hwnas search --config" in " ".join(out.split()) and "hwnas bench lut" in " ".join(out.split())
+
+
+def test_max_evaluations_is_refused_before_any_evaluator_is_built(tmp_path, capsys):
+    """The budget check comes first: an evaluator that would fail (or take minutes) to build is never reached."""
+    config = SMALL.replace(
+        "  - {class_path: hwnas_pl.evaluators.analytic.AnalyticCostModel}",
+        f"  - {{class_path: hwnas_pl.evaluators.tables.TableCostModel, init_args: {{path: {tmp_path / 'none.csv'}}}}}",
+    )
+    (tmp_path / "s.yaml").write_text(config)
+    with pytest.raises(SystemExit):
+        cli_main(["search", "--config", str(tmp_path / "s.yaml"), "--max_evaluations", "0"])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "hwnas: error: max_evaluations must be >= 1, got 0."
