@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hwnas search --config configs/search/nb201_nsga2_lut.yaml
+	$(BIN)/hwnas search --config configs/search/nb201_nsga2_lut.yaml --overwrite true
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -80,7 +80,7 @@ def main() -> None:
             sur = AnalogSurrogate(space, train_data="nasbench201", n_train=args.n_train, seed=seed)
             ea = AnalogNASEvolution(space, sur, max_avm=args.max_avm, final_candidates=k)
             runner = SearchRunner(space, ea, [model], OBJECTIVES, 1000, f"outputs/bench_analognas/{seed}_{k}", seed,
-                                  progress=False)  # fmt: skip
+                                  progress=False, overwrite=True)  # fmt: skip
             runner.run()
             found = ea.summary()
             pick = found["top1"]["arch"]

@@ -18,6 +18,7 @@ from typing_extensions import override
 from hwnas_pl.analog import DEFAULT_TIMES, DriftResult, drift_accuracy, parse_time, set_tile_config, time_label
 from hwnas_pl.analog.transform import AnalogTransform
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.io import save_figure_atomic, write_atomic
 
 
 def analog_transform_of(pl_module: L.LightningModule) -> AnalogTransform:
@@ -166,7 +167,7 @@ class DriftEvaluation(L.Callback):
     def _write(self, trainer: L.Trainer, report: dict[str, Any], results: dict[str, DriftResult]) -> None:
         out = Path(self.output_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "drift_report.json").write_text(json.dumps(report, indent=2))
+        write_atomic(out / "drift_report.json", json.dumps(report, indent=2))
         png = out / "drift_accuracy.png"
         plot_drift(results, png)
         rank_zero_info(f"Drift report: {out / 'drift_report.json'}")
@@ -197,5 +198,5 @@ def plot_drift(results: dict[str, DriftResult], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)

@@ -15,6 +15,7 @@ from typing_extensions import override
 from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, evaluate_sample, supernet_of
 from hwnas_pl.distributed import write_on_rank_zero
 from hwnas_pl.evaluators.base import CostModelFactory, build_cost_model
+from hwnas_pl.io import write_atomic
 from hwnas_pl.modules.supernet_module import SupernetModule
 from hwnas_pl.pareto import kendall_tau, pareto_ranks
 
@@ -94,11 +95,11 @@ class SupernetExport(L.Callback):
 
         def write() -> None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "architecture.json").write_text(json.dumps(architecture, indent=1))
-            (out / "pareto_set.json").write_text(json.dumps(pareto_set, indent=1))
-            (out / "retrain.yaml").write_text(self._retrain_config(trainer, module, architecture["arch"], out))
+            write_atomic(out / "architecture.json", json.dumps(architecture, indent=1))
+            write_atomic(out / "pareto_set.json", json.dumps(pareto_set, indent=1))
+            write_atomic(out / "retrain.yaml", self._retrain_config(trainer, module, architecture["arch"], out))
             if ranking is not None:
-                (out / "ranking.json").write_text(json.dumps(ranking, indent=1))
+                write_atomic(out / "ranking.json", json.dumps(ranking, indent=1))
             summary = {"export/pareto_size": len(pareto_set), "export/argmax_est_acc": architecture["est_acc"]}
             if ranking is not None:
                 summary.update({f"export/{k}": v for k, v in ranking.items() if isinstance(v, float)})

@@ -12,16 +12,21 @@ Files are written on rank 0 only; every rank runs the same search, so nothing ha
 from __future__ import annotations
 
 import csv
+import io
 import json
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwnas_pl.io import save_figure_atomic, write_atomic
 from hwnas_pl.search.minimize import Search, SearchCallback, SearchResult
 
 STATE_FILE = "search_state.pkl"
+#: what a finished or running search leaves in its output_dir
+RESULT_FILES = (STATE_FILE, "summary.json", "pareto_front.json", "history.csv", "pareto_front.png")
 
 
 class SearchCheckpoint(SearchCallback):
@@ -36,10 +41,7 @@ class SearchCheckpoint(SearchCallback):
     def on_generation_end(self, search: Search) -> None:
         if search.rank != 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(search.state_dict()))
-        tmp.replace(self.path)
+        write_atomic(self.path, pickle.dumps(search.state_dict()))
 
 
 class SearchOutputs(SearchCallback):
@@ -54,12 +56,13 @@ class SearchOutputs(SearchCallback):
             return
         out = self.dirpath
         out.mkdir(parents=True, exist_ok=True)
-        (out / "pareto_front.json").write_text(json.dumps(result.front, indent=1))
-        with (out / "history.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(search.history[0]) if search.history else ["eval", "arch"])
-            writer.writeheader()
-            writer.writerows(search.history)
-        (out / "summary.json").write_text(json.dumps(result.summary(search), indent=1))
+        write_atomic(out / "pareto_front.json", json.dumps(result.front, indent=1))
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(search.history[0]) if search.history else ["eval", "arch"])
+        writer.writeheader()
+        writer.writerows(search.history)
+        write_atomic(out / "history.csv", table.getvalue())
+        write_atomic(out / "summary.json", json.dumps(result.summary(search), indent=1))
 
 
 class ParetoPlot(SearchCallback):
@@ -95,8 +98,7 @@ class ParetoPlot(SearchCallback):
         ax.set_title(f"{search.space.name}: {len(search.history)} evaluations")
         ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(self.path, dpi=120)
+        save_figure_atomic(fig, self.path, dpi=120)
         plt.close(fig)
 
 
@@ -115,6 +117,13 @@ class WandbSearchLogger(SearchCallback):
     def __init__(self, dir: str | Path = ".", plot: str | Path | None = None, **kwargs: Any) -> None:
         self.dir, self.plot, self.kwargs = Path(dir), plot, kwargs
         self.run: Any = None
+        self.run_id: str | None = None  # a resumed search continues this W&B run
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.run_id = state.get("run_id", self.run_id)
 
     def on_search_start(self, search: Search) -> None:
         if search.rank != 0:
@@ -125,7 +134,10 @@ class WandbSearchLogger(SearchCallback):
         kwargs = {"dir": str(self.dir), "mode": "offline", "job_type": "search", **self.kwargs}
         config = {"space": search.space.name, "objectives": search.objectives, "budget": search.max_evaluations,
                   "constraints": [str(c) for c in search.constraints]}  # fmt: skip
+        if self.run_id is not None:
+            kwargs = {**kwargs, "id": self.run_id, "resume": "allow"}
         self.run = wandb.init(config=config, **kwargs)
+        self.run_id = self.run.id
 
     def on_generation_end(self, search: Search) -> None:
         if self.run is not None:

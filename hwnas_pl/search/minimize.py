@@ -132,6 +132,13 @@ class SearchCallback:
     def on_search_end(self, search: Search, result: SearchResult) -> None:
         """With the finished search's result."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the callback needs after a resume (saved with the search's state); default: nothing."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
 
 class Search:
     """One population search over ``space``: its loop, its state and its callbacks (see :func:`minimize`)."""
@@ -185,6 +192,7 @@ class Search:
         self.history: list[dict[str, Any]] = []
         self.cache: dict[Any, dict[str, float]] = {}
         self.generation = 0
+        self.seconds_before = 0.0  # wall time of the runs this one resumes
         self._resumed = False
 
     # ------------------------------------------------------------------ evaluation
@@ -250,7 +258,13 @@ class Search:
             "cache": self.cache,
             "strategy_class": f"{type(self.strategy).__module__}.{type(self.strategy).__qualname__}",
             "strategy": self.strategy.state_dict(),
+            "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "seconds": self.seconds_before + (time.perf_counter() - self._start if hasattr(self, "_start") else 0.0),
         }
+
+    @staticmethod
+    def _callback_key(index: int, callback: SearchCallback) -> str:
+        return f"{index}:{type(callback).__qualname__}"
 
     def load_state_dict(self, state: Mapping[str, Any], source: str = "the search state") -> None:
         """Continue from :meth:`state_dict` (or a version-1 ``search_state.pkl``, whose strategy was pickled whole).
@@ -273,12 +287,16 @@ class Search:
             self.strategy.constraints = list(getattr(self.strategy, "constraints", []) or [])
         else:
             self.strategy.load_state_dict(state["strategy"])
+        saved = state.get("callbacks", {})
+        for i, cb in enumerate(self.callbacks):
+            cb.load_state_dict(saved.get(self._callback_key(i, cb), {}))
+        self.seconds_before = float(state.get("seconds", 0.0))
         self._resumed = True
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> SearchResult:
         """Search until ``max_evaluations`` distinct architectures have been evaluated (or the strategy stops)."""
-        start = time.perf_counter()
+        start = self._start = time.perf_counter()
         if not self._resumed:
             self.strategy.setup(len(self.objectives), self.seed, self.objectives, self.constraints)
         for cb in self.callbacks:
@@ -312,7 +330,7 @@ class Search:
             self.generation += 1
             for cb in self.callbacks:
                 cb.on_generation_end(self)
-        result = self.result(time.perf_counter() - start)
+        result = self.result(self.seconds_before + time.perf_counter() - start)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result

@@ -19,6 +19,7 @@ from typing import Any
 from hwnas_pl.errors import UserInputError
 from hwnas_pl.evaluators.base import CostModel, CostModelFactory
 from hwnas_pl.search.callbacks import (
+    RESULT_FILES,
     STATE_FILE,
     ParetoPlot,
     SearchCheckpoint,
@@ -52,6 +53,8 @@ class SearchRunner:
         wandb: keyword arguments for ``wandb.init`` (e.g. ``{project: hwnas, mode: offline}``); ``None`` disables.
         progress: show a progress bar.
         callbacks: more :class:`~hwnas_pl.search.minimize.SearchCallback` objects, run after the built-in ones.
+        overwrite: replace the results of an earlier search in ``output_dir`` (otherwise a new search refuses a
+            folder that holds them; ``resume=True`` continues them).
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class SearchRunner:
         progress: bool = True,
         constraints: Mapping[str, Mapping[str, float]] | None = None,
         callbacks: Sequence[SearchCallback] = (),
+        overwrite: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.overwrite = overwrite
         plot = self.output_dir / "pareto_front.png"
         builtin: list[SearchCallback] = [SearchProgressBar()] if progress else []
         builtin += [SearchCheckpoint(self.output_dir), SearchOutputs(self.output_dir), ParetoPlot(plot)]
@@ -114,4 +119,25 @@ class SearchRunner:
         """Search until ``max_evaluations`` distinct architectures have been evaluated; write the outputs."""
         if resume:
             self.load_state()
+        else:
+            self._claim_output_dir()
         return self.search.run()
+
+    def _claim_output_dir(self) -> None:
+        """Refuse (or with ``overwrite``, clear) the results of another search in ``output_dir``.
+
+        Raises:
+            UserInputError: naming the folder, what is in it and the three ways on.
+        """
+        found = [name for name in RESULT_FILES if (self.output_dir / name).exists()]
+        if not found:
+            return
+        if not self.overwrite:
+            raise UserInputError(
+                f"output_dir '{self.output_dir}' already holds a search's results ({', '.join(found)}); expected a new "
+                "folder: pass --resume true to continue that search, --overwrite true to replace it, or another "
+                "--output_dir."
+            )
+        if self.rank == 0:
+            for name in found:  # no stale plot or checkpoint beside the new run's files
+                (self.output_dir / name).unlink()

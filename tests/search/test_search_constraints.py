@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from hwnas_pl.errors import ConfigError
+from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.analytic import AnalyticCostModel
 from hwnas_pl.evaluators.lut import LatencyLUT
 from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
@@ -188,3 +188,40 @@ def test_runner_writes_the_constrained_summary(space, evaluators, tmp_path):
 def test_constraint_dataclass_refuses_a_nan_bound():
     with pytest.raises(ConfigError, match="needs a finite bound"):
         Constraint("latency_ms", "<=", float("nan"))
+
+
+def test_a_new_search_refuses_a_folder_with_another_searchs_results(space, tmp_path):
+    evaluators = [NASBench201TableModel(space), AnalyticCostModel(space)]
+    objectives = {"baseline_acc": "max", "params": "min"}
+
+    def runner(**kw):
+        return SearchRunner(space, RandomSearch(space, 20), evaluators, objectives, 40, str(tmp_path), progress=False,
+                            **kw)  # fmt: skip
+
+    runner().run()
+    with pytest.raises(UserInputError, match="already holds a search's results \\(search_state.pkl, summary.json"):
+        runner().run()
+    (tmp_path / "pareto_front.png").write_bytes(b"stale")
+    again = runner(overwrite=True).run()  # replaced: every file is the new run's
+    assert again.n_evaluations == 40 and (tmp_path / "pareto_front.png").read_bytes() != b"stale"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_a_resumed_search_counts_all_its_seconds_and_continues_its_wandb_run(space, tmp_path):
+    evaluators = [NASBench201TableModel(space), AnalyticCostModel(space)]
+    objectives = {"baseline_acc": "max", "params": "min"}
+    wandb_args = {"project": "hwnas", "mode": "offline"}
+    first = SearchRunner(space, NSGA2Search(space, 20), evaluators, objectives, 40, str(tmp_path), progress=False,
+                         wandb=wandb_args)  # fmt: skip
+    first.run()
+    state = pickle.loads((tmp_path / "search_state.pkl").read_bytes())
+    run_id = next(v["run_id"] for k, v in state["callbacks"].items() if k.endswith("WandbSearchLogger"))
+    assert run_id and state["seconds"] > 0
+    second = SearchRunner(space, NSGA2Search(space, 20), evaluators, objectives, 80, str(tmp_path), progress=False,
+                          wandb=wandb_args)  # fmt: skip
+    result = second.run(resume=True)
+    logger = next(cb for cb in second.search.callbacks if type(cb).__name__ == "WandbSearchLogger")
+    assert logger.run_id == run_id  # the same W&B run, not a second one
+    assert result.seconds >= state["seconds"]  # the first run's time is counted
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["seconds"] == pytest.approx(result.seconds)
