@@ -1,6 +1,6 @@
 """``python -m hwnas_pl`` runs the ``hwnas`` command."""
 
-from hwnas_pl.cli import cli_main
+from hwnas_pl.main import main
 
 if __name__ == "__main__":
-    cli_main()
+    main()

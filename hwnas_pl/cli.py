@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
@@ -34,7 +33,7 @@ import hwnas_pl.datamodules  # noqa: F401  (registers short class names for json
 import hwnas_pl.modules
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.cli_errors import DEBUG_ENV, ExplainedErrorsMixin
-from hwnas_pl.errors import ConfigError, UserInputError
+from hwnas_pl.commands import COMMANDS, CommandParser, _user_error, bench_main, one_sentence, search_main  # noqa: F401
 
 
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
@@ -227,100 +226,6 @@ def _finish_wandb_runs(cli: HWNASCLI) -> None:
         if type(logger).__name__ == "WandbLogger" and run is not None:
             run.finish()
 
-
-def _user_error(exc: BaseException | None) -> UserInputError | None:
-    """The :class:`UserInputError` behind ``exc``, following the chain jsonargparse wraps instantiation errors in."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserInputError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def one_sentence(err: BaseException) -> str:
-    """The message of ``err``; for an error re-raised from a DataLoader worker, the worker's own sentence.
-
-    PyTorch re-raises a worker's exception with "Caught X in DataLoader worker process N" and the worker's
-    traceback as the message; its last line is ``module.X: <the sentence>``.
-    """
-    message = str(err)
-    if "Original Traceback" not in message:
-        return message
-    last = message.strip().splitlines()[-1]
-    return last.split(": ", 1)[1] if ": " in last else last
-
-
-class CommandParser(ExplainedErrorsMixin, ArgumentParser):
-    """jsonargparse parser of the non-Lightning subcommands, with one-sentence errors."""
-
-
-def search_main(args: list[str]) -> None:
-    """``hwnas search``: a population search configured by YAML (see ``configs/search/``)."""
-    from hwnas_pl.search.runner import SearchRunner
-
-    parser = CommandParser(prog="hwnas search", description=SearchRunner.__doc__.splitlines()[0], env_prefix="HWNAS")
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config of the search.")
-    parser.add_class_arguments(SearchRunner, as_group=False, sub_configs=True)
-    parser.add_argument("--resume", type=bool, default=False, help="Continue from output_dir/search_state.pkl.")
-    cfg = parser.parse_args(args)
-    resume = cfg.pop("resume")
-    cfg.pop("config", None)
-    if cfg.max_evaluations < 1:  # before the evaluators are built (a LUT or a surrogate can take minutes)
-        raise ConfigError(f"max_evaluations must be >= 1, got {cfg.max_evaluations}.")
-    init = parser.instantiate(cfg)
-    runner = SearchRunner(**{name: init[name] for name in inspect.signature(SearchRunner).parameters})
-    result = runner.run(resume=resume)
-    if runner.rank == 0:
-        norm = f", normalized hypervolume {result.normalized_hypervolume:.4f}" if result.normalized_hypervolume else ""
-        print(
-            f"hwnas search finished: {result.n_evaluations} evaluations, {len(result.front)} architectures on the "
-            f"front, hypervolume {result.hypervolume:.4g}{norm}.\n  results: {result.output_dir.resolve()} "
-            "(pareto_front.json, history.csv, pareto_front.png, summary.json)",
-            flush=True,
-        )
-        found = result.strategy or {}
-        if "top1" in found:
-            measured = found["top1"]["measured"] or found["top1"]["predicted"]
-            values = ", ".join(f"{k} {v:.4g}" for k, v in measured.items())
-            kind = "measured" if found["top1"]["measured"] else "predicted"
-            print(f"  top-1: {found['top1']['arch']} ({kind}: {values}; true evaluations "
-                  f"{found['true_evaluations']})", flush=True)  # fmt: skip
-
-
-def bench_main(args: list[str]) -> None:
-    """``hwnas bench lut``: measure a per-op latency lookup table for a space on this machine's device."""
-    parser = CommandParser(prog="hwnas bench", description="Hardware measurements for a search space.")
-    sub = parser.add_subcommands(required=True, dest="what")
-    from hwnas_pl.evaluators.lut import LatencyLUT
-
-    lut = CommandParser(description="Measure every op a sample of the space uses; save the LUT as JSON.")
-    lut.add_argument("--space", type=str, default="nasbench201", help="Registered search-space name.")
-    lut.add_argument("--output", type=str, default="lut.json", help="JSON file of the table (extended if present).")
-    lut.add_argument("--samples", type=int, default=200, help="Architectures sampled (LHS); 0 = every one.")
-    lut.add_argument("--seed", type=int, default=0)
-    # the measurement settings are LatencyLUT's own arguments (device, batch_size, threads, warmup, repeats, ...)
-    lut.add_class_arguments(LatencyLUT, as_group=False, skip={"space", "path", "strict"})
-    sub.add_subcommand("lut", lut, help="Build a per-op latency lookup table.")
-    cfg = parser.parse_args(args).lut
-    import json
-
-    import numpy as np
-
-    from hwnas_pl.spaces import create_search_space
-
-    space = create_search_space(cfg.space)
-    settings = [n for n in inspect.signature(LatencyLUT).parameters if n not in ("space", "path", "strict")]
-    table = LatencyLUT(space, cfg.output, **{n: cfg[n] for n in settings})
-    archs = space.enumerate() if cfg.samples == 0 else space.sample(cfg.samples, np.random.default_rng(cfg.seed), "lhs")
-    added = table.build_for(archs)
-    path = table.save()
-    print(json.dumps({"lut": str(path.resolve()), "entries": len(table.entries), "added": added, **table.profile}))
-
-
-#: Subcommands that are not Lightning Trainer methods.
-COMMANDS = {"search": search_main, "bench": bench_main}
 
 #: Classes whose modules import aihwkit: imported only when a command names them (short names resolve only for
 #: imported classes), so that ``hwnas --help`` and non-analog runs do not pay for aihwkit.

@@ -91,15 +91,29 @@ class SearchResult:
         return out
 
 
+_OWN_PROCESS_GROUP = []  # set when _dist() created the process group (so release_process_group may end it)
+
+
 def _dist() -> tuple[int, int]:
     """(rank, world size), initialising a gloo process group when launched by torchrun and not yet initialised."""
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
+        _OWN_PROCESS_GROUP.append(True)
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def release_process_group() -> None:
+    """Wait for every rank and end the process group :func:`_dist` created (a clean exit under torchrun)."""
+    import torch.distributed as dist
+
+    if _OWN_PROCESS_GROUP and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+        _OWN_PROCESS_GROUP.clear()
 
 
 def rank_device(rank: int) -> str:
