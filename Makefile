@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: demo test lint install clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): hwnas_pl and every dependency (torch, Lightning, aihwkit, ...)."
+	@echo "The first install takes about 3 minutes here; later runs skip it."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
