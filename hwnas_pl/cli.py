@@ -208,6 +208,26 @@ class HWNASCLI(LightningCLI):
             lines.append("  metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
         print("\n".join(lines), flush=True)
 
+    def before_fit(self) -> None:
+        """Say so when the checkpoint to resume has already trained every epoch the trainer is asked for."""
+        ckpt_path = self.config["fit"].get("ckpt_path") if "fit" in self.config else None
+        if not ckpt_path or not Path(ckpt_path).is_file() or not self.trainer.is_global_zero:
+            return
+        max_epochs = self.trainer.max_epochs
+        try:
+            loops = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True)["loops"]["fit_loop"]
+            progress, batches = loops["epoch_progress"]["current"], loops["epoch_loop.batch_progress"]
+        except (KeyError, TypeError, RuntimeError, OSError):
+            return
+        # epochs whose training finished: an epoch saved at its validation end counts once its last batch ran
+        done = progress["processed"] + int(progress["processed"] < progress["ready"] and batches.get("is_last_batch"))
+        if max_epochs is not None and max_epochs >= 0 and done >= max_epochs:
+            print(
+                f"hwnas fit: checkpoint '{ckpt_path}' has already trained {done} epochs (trainer.max_epochs is "
+                f"{max_epochs}); nothing left to train. Raise --trainer.max_epochs to train it further.",
+                flush=True,
+            )
+
     def after_fit(self) -> None:
         self._print_summary("fit")
 

@@ -185,3 +185,17 @@ def test_an_argument_that_contradicts_the_checkpoint_is_one_sentence(tmp_path, c
     cli_main(["test", "--config", str(DIGITS_CONFIG), "--trainer.logger", "false", "--trainer.limit_test_batches", "1",
               "--ckpt_path", str(ckpt)])  # fmt: skip
     assert "hwnas test finished." in capsys.readouterr().out
+
+
+def test_a_finished_checkpoint_says_there_is_nothing_left_to_train(tmp_path, capsys):
+    args = ["fit", "--config", str(DIGITS_CONFIG), "--trainer.logger", "false", "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1"]  # fmt: skip
+    cli_main([*args, "--trainer.default_root_dir", str(tmp_path / "a")])
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    cli_main([*args, "--trainer.default_root_dir", str(tmp_path / "b"), "--ckpt_path", str(ckpt)])  # a new folder
+    out = capsys.readouterr().out
+    assert f"checkpoint '{ckpt}' has already trained 1 epochs (trainer.max_epochs is 1); nothing left to train" in out
+    assert "hwnas fit finished." in out  # and the summary still prints
+    cli_main([*args[:6], "2", *args[7:], "--trainer.default_root_dir", str(tmp_path / "c"), "--ckpt_path", str(ckpt)])
+    assert "nothing left to train" not in capsys.readouterr().out  # one epoch is left: it trains
