@@ -169,7 +169,7 @@ class DriftEvaluation(L.Callback):
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "drift_report.json", json.dumps(report, indent=2))
         png = out / "drift_accuracy.png"
-        plot_drift(results, png)
+        plot_drift(results, png, report.get("preset"), report.get("trials"))
         rank_zero_info(f"Drift report: {out / 'drift_report.json'}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -182,21 +182,37 @@ class DriftEvaluation(L.Callback):
                 logger.log_image("drift/accuracy_vs_time", images=[str(png)])
 
 
-def plot_drift(results: dict[str, DriftResult], path: Path) -> None:
-    """Accuracy (mean ± std over trials) against time after programming, log time axis."""
+#: how the drift plot names the two networks
+DRIFT_LABELS = {"hwa": "HWA-trained", "digital": "digitally trained, mapped to analog"}
+
+
+def plot_drift(results: dict[str, DriftResult], path: Path, preset: str | None = None, trials: int | None = None):
+    """Accuracy (mean ± std over trials) against time after programming; log time axis ticked 1 s, 1 h, 1 d, ...
+
+    Returns the figure (closed after saving).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    times: list[float] = []
     for name, r in results.items():
-        ax.errorbar(r.times, 100 * r.mean(), yerr=100 * r.std(), marker="o", capsize=3, label=name)
+        ax.errorbar(
+            r.times, 100 * r.mean(), yerr=100 * r.std(), marker="o", capsize=3, label=DRIFT_LABELS.get(name, name)
+        )
+        times = sorted(set(times) | set(r.times))
     ax.set_xscale("log")
-    ax.set_xlabel("time after programming (s)")
+    ax.set_xticks(times, [time_label(t) for t in times])
+    ax.minorticks_off()
+    ax.set_xlabel("time after programming")
     ax.set_ylabel("accuracy (%)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    parts = [f"preset {preset}" if preset else None, f"{trials} programmings per time" if trials else None]
+    ax.set_title("PCM drift: " + ", ".join(p for p in parts if p) if any(parts) else "PCM drift", fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
+    return fig

@@ -65,15 +65,45 @@ class SearchOutputs(SearchCallback):
         write_atomic(out / "summary.json", json.dumps(result.summary(search), indent=1))
 
 
+#: unit suffixes of metric names, as an axis label shows them
+UNITS = {"ms": "ms", "s": "s", "mj": "mJ", "mb": "MB", "acc": "%", "mw": "mW", "uj": "µJ"}
+
+
+def metric_label(name: str, direction: str) -> str:
+    """An axis label that reads as a unit: ``latency_ms`` (min) -> ``latency (ms, lower is better)``.
+
+    Example:
+        >>> metric_label("latency_ms", "min"), metric_label("baseline_acc", "max"), metric_label("params", "min")
+        ('latency (ms, lower is better)', 'baseline acc (%, higher is better)', 'params (lower is better)')
+    """
+    words = name.split("_")
+    unit = UNITS.get(words[-1].lower())
+    base = " ".join(words[:-1] if unit and words[-1].lower() != "acc" else words)
+    better = "lower is better" if direction == "min" else "higher is better"
+    return f"{base} ({unit}, {better})" if unit else f"{base} ({better})"
+
+
+def front_region(F: np.ndarray, front: np.ndarray, margin: float = 0.15) -> tuple[tuple[float, float], ...]:
+    """Axis limits around the front's points (pushed out by ``margin`` of their range), per objective."""
+    points = F[front] if len(front) else F
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    pad = np.where(hi > lo, (hi - lo) * margin, np.abs(hi) * margin + 1e-9)
+    return tuple((float(a), float(b)) for a, b in zip(lo - pad, hi + pad))
+
+
 class ParetoPlot(SearchCallback):
-    """The evaluated architectures and the found front in objective space (first two objectives), as a PNG."""
+    """The evaluated architectures and the found front in objective space (first two objectives), as a PNG.
+
+    Left: zoomed to the front's region (far-off cells, e.g. networks at chance accuracy, do not stretch the axes);
+    right: the whole cloud. The title names the space, the strategy, the seed, the evaluations and the normalized
+    hypervolume when the exact front is known; axes read as units (``latency (ms, lower is better)``).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def on_search_end(self, search: Search, result: SearchResult) -> None:
-        if search.rank != 0:
-            return
+    def draw(self, search: Search, result: SearchResult) -> Any:
+        """The figure (two panels) of a finished search."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -83,21 +113,39 @@ class ParetoPlot(SearchCallback):
         front_idx, true_F = result.front_index, result.true_front
         names, directions = list(search.objectives), search.directions
         x, y = (0, 1) if len(names) >= 2 else (0, 0)
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        ax.scatter(F[:, x], F[:, y], s=8, c="0.75", label=f"evaluated ({len(F)})")
-        if search.constraints:
-            bad = ~search.feasible(search.history)
-            ax.scatter(F[bad, x], F[bad, y], s=8, c="0.9", marker="x", label=f"over budget ({int(bad.sum())})")
-        if true_F is not None and len(true_F):
-            order = np.argsort(true_F[:, x])
-            where = "post" if directions[x] == directions[y] else "pre"  # the attainment staircase turns
-            ax.step(true_F[order, x], true_F[order, y], where=where, c="k", lw=1, label="exact front")
-        ax.scatter(F[front_idx, x], F[front_idx, y], s=18, c="tab:red", label=f"found front ({len(front_idx)})")
-        ax.set_xlabel(f"{names[x]} ({directions[x]})")
-        ax.set_ylabel(f"{names[y]} ({directions[y]})")
-        ax.set_title(f"{search.space.name}: {len(search.history)} evaluations")
-        ax.legend(loc="best", fontsize=8)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+        bad = ~search.feasible(search.history) if search.constraints else np.zeros(len(F), dtype=bool)
+        for ax in axes:
+            ax.scatter(F[~bad, x], F[~bad, y], s=8, c="0.7", label=f"evaluated ({len(F)})")
+            if bad.any():
+                ax.scatter(F[bad, x], F[bad, y], s=8, c="0.85", marker="x", label=f"over budget ({int(bad.sum())})")
+            if true_F is not None and len(true_F):
+                order = np.argsort(true_F[:, x])
+                where = "post" if directions[x] == directions[y] else "pre"  # the attainment staircase turns
+                ax.step(true_F[order, x], true_F[order, y], where=where, c="k", lw=1, label="exact front")
+            ax.scatter(F[front_idx, x], F[front_idx, y], s=18, c="tab:red", label=f"found front ({len(front_idx)})")
+            ax.set_xlabel(metric_label(names[x], directions[x]))
+            ax.set_ylabel(metric_label(names[y], directions[y]))
+        if len(F):
+            limits = front_region(F, front_idx)
+            axes[0].set_xlim(*limits[x])
+            axes[0].set_ylim(*limits[y])
+        axes[0].set_title("front region", fontsize=9)
+        axes[1].set_title("all evaluated", fontsize=9)
+        axes[0].legend(loc="best", fontsize=8)
+        norm = result.normalized_hypervolume
+        title = f"{search.space.name} · {type(search.strategy).__name__} · seed {search.seed} · "
+        title += f"{len(search.history)} evaluations" + (f" · normalized HV {norm:.4f}" if norm is not None else "")
+        fig.suptitle(title, fontsize=10)
         fig.tight_layout()
+        return fig
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        if search.rank != 0:
+            return
+        import matplotlib.pyplot as plt
+
+        fig = self.draw(search, result)
         save_figure_atomic(fig, self.path, dpi=120)
         plt.close(fig)
 

@@ -221,3 +221,18 @@ def test_hwa_training_and_drift_evaluation_with_two_cpu_processes(tmp_path):
     # every validation image counted exactly once across the two shards, for HWA and for the digital reference
     assert report["hwa"]["samples"] == report["digital"]["samples"] == len(dm.data_val)
     assert min(report["hwa"]["acc_mean"]) > 0.5
+
+
+def test_the_drift_plot_names_its_times_networks_and_setting(tmp_path):
+    from hwnas_pl.callbacks.drift_evaluation import plot_drift
+
+    times = [parse_time(t) for t in ("1s", "1h", "1d", "30d", "1y")]
+    acc = np.linspace(0.9, 0.8, 5)[None].repeat(3, 0)
+    results = {"hwa": DriftResult(times, acc), "digital": DriftResult(times, acc - 0.1)}
+    fig = plot_drift(results, tmp_path / "d.png", preset="analognas", trials=3)
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [time_label(t) for t in times] == ["1s", "1h", "1d", "30d", "1y"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["HWA-trained", "digitally trained, mapped to analog"]
+    assert ax.get_title() == "PCM drift: preset analognas, 3 programmings per time"
+    assert (tmp_path / "d.png").stat().st_size > 5000

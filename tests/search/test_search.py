@@ -224,3 +224,21 @@ def test_max_evaluations_is_refused_before_any_evaluator_is_built(tmp_path, caps
     with pytest.raises(SystemExit):
         cli_main(["search", "--config", str(tmp_path / "s.yaml"), "--max_evaluations", "0"])
     assert capsys.readouterr().err.strip().splitlines()[-1] == "hwnas: error: max_evaluations must be >= 1, got 0."
+
+
+def test_the_pareto_plot_reads_like_a_figure_of_a_paper(space, evaluators, tmp_path):
+    from hwnas_pl.search.callbacks import ParetoPlot, metric_label
+
+    runner, result = run(space, evaluators, tmp_path, budget=200, reference_front=True)
+    fig = ParetoPlot(tmp_path / "p.png").draw(runner.search, result)
+    zoomed, whole = fig.axes
+    assert fig._suptitle.get_text() == (
+        f"nasbench201 · NSGA2Search · seed 0 · 200 evaluations · normalized HV {result.normalized_hypervolume:.4f}"
+    )
+    assert zoomed.get_xlabel() == metric_label("baseline_acc", "max") == "baseline acc (%, higher is better)"
+    assert zoomed.get_ylabel() == "params (lower is better)"
+    front = np.array([[p["baseline_acc"], p["params"]] for p in result.front])
+    (x0, x1), (y0, y1) = zoomed.get_xlim(), zoomed.get_ylim()
+    assert (front[:, 0] >= x0).all() and (front[:, 0] <= x1).all() and (front[:, 1] >= y0).all()
+    accs = np.array([h["baseline_acc"] for h in result.history])
+    assert x0 > accs.min() and whole.get_xlim()[0] <= accs.min()  # chance-level cells only in the whole-cloud panel
