@@ -239,6 +239,7 @@ def test_the_pareto_plot_reads_like_a_figure_of_a_paper(space, evaluators, tmp_p
     assert zoomed.get_ylabel() == "params (lower is better)"
     front = np.array([[p["baseline_acc"], p["params"]] for p in result.front])
     (x0, x1), (y0, y1) = zoomed.get_xlim(), zoomed.get_ylim()
-    assert (front[:, 0] >= x0).all() and (front[:, 0] <= x1).all() and (front[:, 1] >= y0).all()
+    assert (front[:, 0] >= x0).all() and (front[:, 0] <= x1).all()
+    assert (front[:, 1] >= y0).all() and (front[:, 1] <= y1).all()
     accs = np.array([h["baseline_acc"] for h in result.history])
     assert x0 > accs.min() and whole.get_xlim()[0] <= accs.min()  # chance-level cells only in the whole-cloud panel
