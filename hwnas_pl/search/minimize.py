@@ -207,6 +207,8 @@ class Search:
         self.cache: dict[Any, dict[str, float]] = {}
         self.generation = 0
         self.seconds_before = 0.0  # wall time of the runs this one resumes
+        self.reference_point: np.ndarray | None = None  # see hv_reference()
+        self._exact: tuple[list[Any], np.ndarray, np.ndarray] | None = None
         self._resumed = False
 
     # ------------------------------------------------------------------ evaluation
@@ -251,12 +253,28 @@ class Search:
         """Mask of the rows that meet every constraint."""
         return feasible_rows(rows, self.constraints)
 
+    def hv_reference(self) -> np.ndarray | None:
+        """The one reference point of every hypervolume this search reports (progress and result).
+
+        With ``reference_front``: the exact space's nadir. Otherwise: the nadir of the first generation's feasible
+        architectures pushed out by 10 % of each range, fixed from then on, so the hypervolume can only grow.
+        ``None`` until a feasible architecture has been evaluated.
+        """
+        if self.reference_point is None:
+            if self.reference_front:
+                self._exact = self.exact_front()
+                self.reference_point = self._exact[2]
+            else:
+                F = self.objectives_of(self.history)[self.feasible(self.history)]
+                if len(F):
+                    self.reference_point = nadir_reference_point(F, self.directions, margin=0.1)
+        return self.reference_point
+
     def history_hypervolume(self) -> float:
-        """Hypervolume of the feasible history so far, at its nadir pushed out by 10 % of each range."""
+        """Hypervolume of the feasible history so far, at :meth:`hv_reference`."""
         F = self.objectives_of(self.history)[self.feasible(self.history)]
-        if not len(F):
-            return 0.0
-        return hypervolume(F, nadir_reference_point(F, self.directions, margin=0.1), self.directions)
+        ref = self.hv_reference()
+        return hypervolume(F, ref, self.directions) if len(F) and ref is not None else 0.0
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -273,6 +291,7 @@ class Search:
             "strategy_class": f"{type(self.strategy).__module__}.{type(self.strategy).__qualname__}",
             "strategy": self.strategy.state_dict(),
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "reference_point": None if self.reference_point is None else [float(r) for r in self.reference_point],
             "seconds": self.seconds_before + (time.perf_counter() - self._start if hasattr(self, "_start") else 0.0),
         }
 
@@ -305,6 +324,8 @@ class Search:
         for i, cb in enumerate(self.callbacks):
             cb.load_state_dict(saved.get(self._callback_key(i, cb), {}))
         self.seconds_before = float(state.get("seconds", 0.0))
+        ref = state.get("reference_point")
+        self.reference_point = None if ref is None else np.asarray(ref, dtype=float)
         self._resumed = True
 
     # ------------------------------------------------------------------ the loop
@@ -342,6 +363,7 @@ class Search:
             G = constraint_matrix(rows, self.constraints) if self.constraints else None
             self.strategy.tell(archs, F, G)
             self.generation += 1
+            self.hv_reference()  # fixed after the first generation
             for cb in self.callbacks:
                 cb.on_generation_end(self)
         result = self.result(self.seconds_before + time.perf_counter() - start)
@@ -380,15 +402,16 @@ class Search:
             {"arch": self.history[i]["arch"], **{m: self.history[i][m] for m in self.objectives}} for i in front_idx
         ]
         true_F, norm_hv = None, None
+        ref = self.hv_reference()
+        if ref is None:  # nothing feasible evaluated
+            ref = nadir_reference_point(F, self.directions, margin=0.1) if len(F) else np.zeros(len(self.objectives))
+        hv = hypervolume(F[front_idx], ref, self.directions) if front_idx.size else 0.0
         if self.reference_front:
-            _, true_F, ref = self.exact_front()
-            hv = hypervolume(F[front_idx], ref, self.directions)
+            if self._exact is None:
+                self._exact = self.exact_front()
+            true_F = self._exact[1]
             true_hv = hypervolume(true_F, ref, self.directions)
             norm_hv = hv / true_hv if true_hv > 0 else None
-        else:
-            base = F[feasible] if feasible.size else F
-            ref = nadir_reference_point(base, self.directions, margin=0.1) if len(base) else np.zeros(F.shape[1])
-            hv = hypervolume(F[front_idx], ref, self.directions) if front_idx.size else 0.0
         return SearchResult(
             front=front,
             n_evaluations=len(self.history),

@@ -225,3 +225,27 @@ def test_a_resumed_search_counts_all_its_seconds_and_continues_its_wandb_run(spa
     assert result.seconds >= state["seconds"]  # the first run's time is counted
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["seconds"] == pytest.approx(result.seconds)
+
+
+@pytest.mark.parametrize("reference_front", [False, True])
+def test_one_reference_point_for_every_hypervolume_a_search_reports(space, reference_front):
+    """The progress curve (W&B's search/hypervolume) and the result share one reference point: it only grows and
+    ends at the result's hypervolume."""
+
+    class Curve(SearchCallback):
+        def __init__(self):
+            self.hv, self.refs = [], []
+
+        def on_generation_end(self, search):
+            self.hv.append(search.history_hypervolume())
+            self.refs.append(search.hv_reference().tolist())
+
+    curve = Curve()
+    evaluators = [NASBench201TableModel(space), AnalyticCostModel(space)]
+    result = minimize(space, NSGA2Search(space, 20), evaluators, {"baseline_acc": "max", "params": "min"},
+                      max_evaluations=100, callbacks=[curve], reference_front=reference_front)  # fmt: skip
+    assert len(curve.hv) == 5 and all(r == curve.refs[0] for r in curve.refs) == (
+        curve.refs[0] == result.reference_point
+    )
+    assert all(a <= b + 1e-9 for a, b in zip(curve.hv, curve.hv[1:]))
+    assert curve.hv[-1] == pytest.approx(result.hypervolume, rel=1e-12)
