@@ -124,6 +124,15 @@ class ParetoPlot(SearchCallback):
                 where = "post" if directions[x] == directions[y] else "pre"  # the attainment staircase turns
                 ax.step(true_F[order, x], true_F[order, y], where=where, c="k", lw=1, label="exact front")
             ax.scatter(F[front_idx, x], F[front_idx, y], s=18, c="tab:red", label=f"found front ({len(front_idx)})")
+            for c in search.constraints:  # budgets on a plotted metric, e.g. AnalogNAS's T_AVM
+                if c.metric == names[x]:
+                    ax.axvline(c.bound, ls="--", c="tab:blue", lw=1, label=f"budget {c}")
+                elif c.metric == names[y]:
+                    ax.axhline(c.bound, ls="--", c="tab:blue", lw=1, label=f"budget {c}")
+            top1 = ((result.strategy or {}).get("top1") or {}).get("arch")
+            rows = [i for i, h in enumerate(search.history) if h["arch"] == top1]
+            if rows:  # the strategy's own pick (AnalogNAS's top-1)
+                ax.scatter(F[rows, x], F[rows, y], s=120, marker="*", c="gold", edgecolors="k", label="top-1 pick")
             ax.set_xlabel(metric_label(names[x], directions[x]))
             ax.set_ylabel(metric_label(names[y], directions[y]))
         if len(F):

@@ -276,3 +276,18 @@ def test_a_version1_analognas_search_state_still_resumes(space, surrogate, tmp_p
     resumed.run(resume=True)
     assert resumed.strategy.summary()["top1"] == straight.strategy.summary()["top1"]
     assert [h["arch"] for h in resumed.history] == [h["arch"] for h in straight.history]
+
+
+def test_the_analognas_plot_draws_t_avm_and_marks_the_top1(space, surrogate, tmp_path):
+    from hwnas_pl.search.callbacks import ParetoPlot
+
+    kw = dict(population_size=16, iterations=2, check_every=2, check_size=4, final_candidates=2)
+    ea = AnalogNASEvolution(space, _copy(surrogate), **kw)
+    runner = SearchRunner(space, ea, [NASBench201AnalogModel(space)], OBJECTIVES, 100, str(tmp_path), seed=2,
+                          progress=False, constraints={"avm": {"<": 5.0}})  # fmt: skip
+    result = runner.run()
+    fig = ParetoPlot(tmp_path / "p.png").draw(runner.search, result)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "budget avm < 5" in labels and "top-1 pick" in labels
+    lines = [ln for ln in fig.axes[1].get_lines() if ln.get_linestyle() == "--"]
+    assert len(lines) == 1 and set(lines[0].get_ydata()) == {5.0}  # avm is the y axis: a horizontal line at T_AVM
