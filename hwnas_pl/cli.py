@@ -33,7 +33,15 @@ import hwnas_pl.datamodules  # noqa: F401  (registers short class names for json
 import hwnas_pl.modules
 from hwnas_pl.checkpoint import CheckpointMismatchError
 from hwnas_pl.cli_errors import DEBUG_ENV, ExplainedErrorsMixin
-from hwnas_pl.commands import COMMANDS, CommandParser, _user_error, bench_main, one_sentence, search_main  # noqa: F401
+from hwnas_pl.commands import (  # noqa: F401
+    COMMANDS,
+    CommandParser,
+    _user_error,
+    bench_main,
+    exit_with,
+    one_sentence,
+    search_main,
+)
 
 
 def _run_dir(subpath: str = "", *, _root_: Any) -> str:
@@ -109,6 +117,19 @@ def _explicit_conflict(hparams: dict[str, Any], model: Any) -> tuple[str, Any, A
         if not _same(_plain(saved), given):
             return key, saved, given
     return None
+
+
+def warn_oversubscribed(trainer: Any) -> None:
+    """Warn when more DDP processes run on the CPU than the machine has cores."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    cores = os.cpu_count() or 1
+    if isinstance(trainer.accelerator, CPUAccelerator) and trainer.world_size > cores:
+        rank_zero_warn(
+            f"{trainer.world_size} DDP processes on {cores} CPU cores compete for the cores and train slower than "
+            f"{cores}; expected --trainer.devices {cores} or fewer on this machine's CPU."
+        )
 
 
 class HWNASCLI(LightningCLI):
@@ -209,7 +230,8 @@ class HWNASCLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
     def before_fit(self) -> None:
-        """Say so when the checkpoint to resume has already trained every epoch the trainer is asked for."""
+        """Warn about more CPU processes than cores; say so when the checkpoint has nothing left to train."""
+        warn_oversubscribed(self.trainer)
         ckpt_path = self.config["fit"].get("ckpt_path") if "fit" in self.config else None
         if not ckpt_path or not Path(ckpt_path).is_file() or not self.trainer.is_global_zero:
             return
@@ -288,5 +310,4 @@ def cli_main(args: ArgsType = None) -> None:
         err = _user_error(exc)
         if err is None or os.environ.get(DEBUG_ENV):
             raise
-        print(f"hwnas: error: {one_sentence(err)}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_with(err)

@@ -47,8 +47,14 @@ class CommandParser(ExplainedErrorsMixin, ArgumentParser):
 
 def search_main(args: list[str]) -> None:
     """``hwnas search``: a population search configured by YAML (see ``configs/search/``)."""
+    import hwnas_pl.search.analognas_evolution  # noqa: F401  (every strategy a config may name is a known subclass)
+    from hwnas_pl.evaluators.base import list_cost_models
     from hwnas_pl.search.minimize import release_process_group
     from hwnas_pl.search.runner import SearchRunner
+
+    list_cost_models()  # imports every Lightning-free evaluator and surrogate
+    if "-h" in args or "--help" in args:  # the help lists the training-based evaluators too (they need Lightning)
+        import hwnas_pl.evaluators.analog_training  # noqa: F401
 
     parser = CommandParser(prog="hwnas search", description=SearchRunner.__doc__.splitlines()[0], env_prefix="HWNAS")
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="YAML config of the search.")
@@ -114,6 +120,33 @@ def bench_main(args: list[str]) -> None:
 COMMANDS: dict[str, Callable[[list[str]], None]] = {"search": search_main, "bench": bench_main}
 
 
+def _process_rank() -> int:
+    """This process's rank under torchrun or Lightning's DDP launcher (0 when alone)."""
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+
+
+def _close_live_outputs() -> None:
+    """Close progress bars and W&B runs, so that nothing prints after the error sentence."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", [])):
+            bar.close()
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=2)
+
+
+def exit_with(err: BaseException) -> None:
+    """End the command with ``err``'s one sentence as the last line on stderr, printed once (by rank 0), code 2."""
+    _close_live_outputs()
+    if _process_rank() == 0:
+        print(f"hwnas: error: {one_sentence(err)}", file=sys.stderr, flush=True)
+    raise SystemExit(2) from None
+
+
 def run_command(argv: Sequence[str]) -> None:
     """Run ``hwnas search|bench ...``; a user error ends with its one sentence on stderr and exit code 2."""
     try:
@@ -122,5 +155,4 @@ def run_command(argv: Sequence[str]) -> None:
         err = _user_error(exc)
         if err is None or os.environ.get(DEBUG_ENV):
             raise
-        print(f"hwnas: error: {one_sentence(err)}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_with(err)

@@ -41,7 +41,7 @@ def main(args: Sequence[str] | None = None) -> None:
         return
     from hwnas_pl.cli import cli_main
 
-    cli_main(argv)
+    cli_main(None if args is None else argv)  # None: LightningCLI reads sys.argv itself (no double-args warning)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,9 +99,20 @@ def _dist() -> tuple[int, int]:
     """(rank, world size), initialising a gloo process group when launched by torchrun and not yet initialised."""
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
         _OWN_PROCESS_GROUP.append(True)
+        cores = os.cpu_count() or 1
+        if world > cores and dist.get_rank() == 0:
+            import torch
+
+            if not torch.cuda.is_available():
+                warnings.warn(
+                    f"{world} search processes on {cores} CPU cores compete for the cores; expected --nproc_per_node "
+                    f"{cores} or fewer on this machine.",
+                    stacklevel=2,
+                )
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -35,3 +35,27 @@ def test_fit_with_two_cpu_processes(tmp_path):
     assert ranks[0]["metrics"]["val/acc"] > 0.8
     assert "last checkpoint:" in proc.stdout  # printed once, by rank 0
     assert proc.stdout.count("hwnas fit finished.") == 1
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_a_user_error_in_two_processes_is_printed_once_and_last(tmp_path):
+    cmd = [HWNAS, "fit", "--config", str(DIGITS_CONFIG), "--trainer", str(CONFIGS / "trainer" / "ddp.yaml"),
+           "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.logger", "false",
+           "--data.init_args.batch_size", "33"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600)
+    sentence = "hwnas: error: Batch size 33 is not divisible by the number of devices 2; expected a multiple of 2"
+    assert proc.returncode != 0 and proc.stderr.count(sentence) == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(sentence)
+
+
+def test_more_cpu_processes_than_cores_warn():
+    from unittest import mock
+
+    import lightning as L
+
+    from hwnas_pl.cli import warn_oversubscribed
+
+    trainer = L.Trainer(accelerator="cpu", devices=3, strategy="ddp", logger=False)
+    with mock.patch("os.cpu_count", return_value=2), pytest.warns(UserWarning, match="3 DDP processes on 2 CPU cores"):
+        warn_oversubscribed(trainer)

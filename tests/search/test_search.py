@@ -243,3 +243,11 @@ def test_the_pareto_plot_reads_like_a_figure_of_a_paper(space, evaluators, tmp_p
     assert (front[:, 1] >= y0).all() and (front[:, 1] <= y1).all()
     accs = np.array([h["baseline_acc"] for h in result.history])
     assert x0 > accs.min() and whole.get_xlim()[0] <= accs.min()  # chance-level cells only in the whole-cloud panel
+
+
+def test_search_help_lists_every_strategy_and_evaluator():
+    out = subprocess.run([sys.executable, "-m", "hwnas_pl", "search", "--help"], capture_output=True, text=True).stdout
+    flat = "".join(out.split())
+    names = ["NSGA2Search", "RandomSearch", "AnalogNASEvolution", "LatencyLUT", "NASBench201TableModel"]
+    names += ["NASBench201AnalogModel", "AnalogSurrogate", "FeaturePredictor", "AnalogTrainingEvaluator"]
+    assert [n for n in names if n not in flat] == []
