@@ -251,3 +251,14 @@ def test_search_help_lists_every_strategy_and_evaluator():
     names = ["NSGA2Search", "RandomSearch", "AnalogNASEvolution", "LatencyLUT", "NASBench201TableModel"]
     names += ["NASBench201AnalogModel", "AnalogSurrogate", "FeaturePredictor", "AnalogTrainingEvaluator"]
     assert [n for n in names if n not in flat] == []
+
+
+def test_an_unknown_key_inside_a_search_class_gets_the_fit_sentence(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(SMALL.replace("init_args: {batch_size: 20}", "init_args: {batch_sise: 20}"))
+    with pytest.raises(SystemExit):
+        cli_main(["search", "--config", str(tmp_path / "s.yaml")])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "hwnas: error: 'batch_sise' is not an argument of hwnas_pl.search.strategies.NSGA2Search under config key "
+        "'strategy'; expected one of: space, batch_size, crossover_prob, mutation_prob, sampling, "
+        "constraint_handling, penalty_weight. Did you mean 'batch_size'?"
+    )
