@@ -109,7 +109,7 @@ def test_drift_evaluation_restores_the_trained_weights_and_is_seeded():
 
 # ---------------------------------------------------------------- training through the CLI
 def hwnas(*args, cwd):
-    proc = subprocess.run([HWNAS, *args], cwd=cwd, env=hwnas_env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([HWNAS, *args], cwd=cwd, env=hwnas_env(), capture_output=True, text=True, timeout=1800)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -325,7 +325,7 @@ def test_export_ranks_the_sample_against_a_reference_cost_model(tmp_path):
 
 
 # ---------------------------------------------------------------------- the command line
-def _hwnas(*args, cwd, timeout=600):
+def _hwnas(*args, cwd, timeout=1800):
     proc = subprocess.run([HWNAS, *args], cwd=cwd, env=hwnas_env(), capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
 

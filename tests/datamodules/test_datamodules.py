@@ -341,7 +341,7 @@ def test_prepare_data_runs_on_rank_zero_only_under_ddp(tmp_path):
         f"--data.data_dir={tmp_path / 'data'}", "--data.val_size=10", "--data.batch_size=4", "--data.num_workers=0",
         "--model.init_args.backbone=small_cnn", *FIT,
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = sorted(p.name.split("_pid")[0] for p in records.iterdir())
     assert names == ["prepare_rank0", "setup_rank0", "setup_rank1"]

@@ -21,7 +21,7 @@ def test_fit_with_two_cpu_processes(tmp_path):
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+=rank_metrics.DumpRankMetrics", f"--trainer.callbacks.out_dir={out_dir}",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["global_rank"] for r in ranks] == [0, 1]
@@ -43,7 +43,7 @@ def test_a_user_error_in_two_processes_is_printed_once_and_last(tmp_path):
     cmd = [HWNAS, "fit", "--config", str(DIGITS_CONFIG), "--trainer", str(CONFIGS / "trainer" / "ddp.yaml"),
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.logger", "false",
            "--data.init_args.batch_size", "33"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=1800)
     sentence = "hwnas: error: Batch size 33 is not divisible by the number of devices 2; expected a multiple of 2"
     assert proc.returncode != 0 and proc.stderr.count(sentence) == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(sentence)

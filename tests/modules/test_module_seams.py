@@ -67,7 +67,7 @@ def test_a_loss_term_added_from_a_config_is_trained_and_logged(tmp_path):
     proc = subprocess.run(
         [HWNAS, "fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_epochs", "1", "--trainer.logger",
          "false", "--trainer.default_root_dir", str(tmp_path / "run")],
-        cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env=hwnas_env(), capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = dict(kv.split("=") for kv in proc.stdout.split("metrics: ")[1].split("\n")[0].split(", "))
