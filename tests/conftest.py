@@ -21,6 +21,10 @@ def _isolated_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("HWNAS_DEBUG", raising=False)
+    had_service = "WANDB_SERVICE" in os.environ
+    yield
+    if not had_service:  # wandb.init in a test leaves its service's address for every later subprocess to join
+        os.environ.pop("WANDB_SERVICE", None)
 
 
 @pytest.fixture
@@ -41,4 +45,5 @@ def hwnas_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
     env["WANDB_MODE"] = "offline"
     env["WANDB_SILENT"] = "true"
+    env.pop("WANDB_SERVICE", None)  # each hwnas process writes its own W&B run files
     return env
