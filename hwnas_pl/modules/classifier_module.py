@@ -54,5 +54,7 @@ class ClassifierModule(HWNASModule):
         self.compose(task, build_backbone(backbone, num_classes, input_shape), loss_terms, transforms)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.label_smoothing = label_smoothing
         self.num_classes = num_classes
+
+    #: the task's setting, where older code read it on the module
+    label_smoothing = property(lambda self: self.task.label_smoothing)

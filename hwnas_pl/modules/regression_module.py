@@ -51,9 +51,12 @@ class RegressionModule(HWNASModule):
         task = RegressionTask(num_classes, input_shape, loss, target_offset, target_scale)
         self.save_plain_hyperparameters()
         self.compose(task, build_backbone(backbone, num_classes, input_shape), loss_terms, transforms)
-        self.loss_fn = task.loss_fn
-        self.offset, self.scale = target_offset, target_scale
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    # the task's settings, where older code read them on the module
+    loss_fn = property(lambda self: self.task.loss_fn)
+    offset = property(lambda self: self.task.offset)
+    scale = property(lambda self: self.task.scale)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -59,9 +59,14 @@ class SegmentationModule(HWNASModule):
         task = SegmentationTask(num_classes, input_shape, loss, ignore_index, metrics, roi_size)
         self.save_plain_hyperparameters()
         self.compose(task, build_backbone(backbone, num_classes, input_shape), loss_terms, transforms)
-        self.num_classes, self.ignore_index, self.metric_names = num_classes, ignore_index, list(metrics)
-        self.spatial_dims, self.roi_size = task.spatial_dims, task.roi_size
+        self.num_classes = num_classes
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+
+    # the task's settings, where older code read them on the module
+    ignore_index = property(lambda self: self.task.ignore_index)
+    metric_names = property(lambda self: self.task.metric_names)
+    spatial_dims = property(lambda self: self.task.spatial_dims)
+    roi_size = property(lambda self: self.task.roi_size)
 
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images (N, C, *spatial), labels (N, *spatial) long)`` from any batch form the module accepts."""

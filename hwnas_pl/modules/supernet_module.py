@@ -135,12 +135,14 @@ class SupernetModule(HWNASModule):
             )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.label_smoothing = label_smoothing
         self.rng = np.random.default_rng(seed)
         self.pruned: list[tuple[int, str]] = []
         self._cost_cache: dict[tuple[int, ...], float] = {}
         self._heldout: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._heldout_asked = 0
+
+    #: the default classification task's setting, where older code read it on the module
+    label_smoothing = property(lambda self: getattr(self.task, "label_smoothing", 0.0))
 
     @property
     def net(self) -> nn.Module:

@@ -124,7 +124,7 @@ class AnalogNASEvolution(SearchStrategy):
     def _predicted_ok(self, archs: list[Any]) -> np.ndarray:
         """Mask of ``archs`` whose predictions meet every constraint on a predicted metric (T_AVM)."""
         pred = self.predict(archs)
-        columns = {"acc_1d_score": pred[:, 0], "avm": pred[:, 1], "sigma_1d": pred[:, 2]}
+        columns = dict(zip(self.surrogate.directions, pred.T))  # (acc_1d_score, avm, sigma_1d), predict()'s order
         ok = np.ones(len(archs), dtype=bool)
         for c in self.predicted_constraints:
             ok &= c.feasible(columns[c.metric])
@@ -173,8 +173,7 @@ class AnalogNASEvolution(SearchStrategy):
 
     def _resolve_constraints(self) -> None:
         """T_AVM from the search's ``avm`` constraint (or ``max_avm``); the search's predicted-metric constraints."""
-        predicted = {"acc_1d_score", "avm", "sigma_1d"}
-        mine = [c for c in self.constraints if c.metric in predicted]
+        mine = [c for c in self.constraints if c.metric in self.surrogate.directions]
         avm = [c for c in mine if c.metric == "avm"]
         if avm and self.max_avm_arg is not None and any(c.bound != float(self.max_avm_arg) for c in avm):
             raise ConfigError(
@@ -248,8 +247,7 @@ class AnalogNASEvolution(SearchStrategy):
     # ------------------------------------------------------------------ checkpoint
     def _state_dict(self) -> dict[str, Any]:
         """The evolution's state; the surrogate only once fine-tuned (otherwise the config rebuilds it as it was)."""
-        state = {k: v for k, v in vars(self).items() if k not in ("space", "surrogate", "n_obj", "objectives",
-                                                                   "constraints", "predictions")}  # fmt: skip
+        state = {k: v for k, v in super()._state_dict().items() if k not in ("surrogate", "predictions")}
         state["rng"] = self.rng.bit_generator.state
         state["surrogate"] = self.surrogate.state_dict() if any(c["fine_tuned"] for c in self.checks) else None
         return state

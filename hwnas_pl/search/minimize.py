@@ -219,6 +219,7 @@ class Search:
         self.cache: dict[Any, dict[str, float]] = {}
         self.generation = 0
         self.seconds_before = 0.0  # wall time of the runs this one resumes
+        self._start: float | None = None  # when run() began
         self.reference_point: np.ndarray | None = None  # see hv_reference()
         self._exact: tuple[list[Any], np.ndarray, np.ndarray] | None = None
         self._resumed = False
@@ -304,7 +305,7 @@ class Search:
             "strategy": self.strategy.state_dict(),
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
             "reference_point": None if self.reference_point is None else [float(r) for r in self.reference_point],
-            "seconds": self.seconds_before + (time.perf_counter() - self._start if hasattr(self, "_start") else 0.0),
+            "seconds": self.seconds_before + (time.perf_counter() - self._start if self._start is not None else 0.0),
         }
 
     @staticmethod
