@@ -20,6 +20,30 @@ def write_optdigits(path: str | Path, n: int, seed: int = 0) -> tuple[np.ndarray
     return pixels.reshape(n, 8, 8), labels
 
 
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """One IDX file of unsigned bytes (gzipped when ``path`` ends in ``.gz``): magic 00 00 08 ndim, big-endian dims."""
+    import gzip
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes() + array.tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")) as f:
+        f.write(raw)
+    return path
+
+
+def write_mnist(root: str | Path, n_train: int = 40, n_test: int = 10, gz: bool = True) -> Path:
+    """The four (Fashion-)MNIST IDX files, 28×28: image i is filled with the value ``i % 256``, label ``i % 10``."""
+    root = Path(root)
+    ext = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = np.repeat(np.arange(n, dtype=np.uint8)[:, None, None], 28, axis=1).repeat(28, axis=2)
+        write_idx(root / f"{prefix}-images-idx3-ubyte{ext}", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{ext}", np.arange(n) % 10)
+    return root
+
+
 def _pickle_dump(obj, path: Path) -> None:
     import pickle
 
@@ -112,13 +136,16 @@ def write_apolloscape(
     cameras: tuple[str, ...] = ("Camera 5",),
     size: tuple[int, int] = (24, 32),
     scene: bool = False,
+    palette: bool = False,
 ) -> list[str]:
     """ApolloScape frames in the published layout: ``records[name]`` frames per record and camera, 100 ms apart.
 
     Lane layout: ``ColorImage_<road>/ColorImage/...jpg`` and ``Labels_<road>/Label/..._bin.png``; scene layout:
     ``<road>_ins/ColorImage`` and ``<road>_ins/Label``. Labels: the left half is label id 200 (lane train id 1;
     scene: id 33 car, train id 1), the right half 0 (lane void 0; scene 'others', ignored), the top row 255
-    (ignored). The frame's red channel encodes its index in the record (10·k). Returns the timestamps written.
+    (ignored). The frame's red channel encodes its index in the record (10·k). ``palette`` writes the labels as
+    palette ("P") PNGs whose indices are the ids, as ApolloScape's official ground-truth sample is stored, with
+    the lane colours of its table (id 200 s_w_d (220, 20, 60), 255 white). Returns the timestamps written.
     """
     from PIL import Image
 
@@ -140,7 +167,13 @@ def write_apolloscape(
                 label = np.zeros((h, w), dtype=np.uint8)
                 label[:, : w // 2] = 33 if scene else 200
                 label[0] = 255
-                Image.fromarray(label).save(lab_dir / rec / cam / f"{stem}_bin.png")
+                png = Image.fromarray(label)
+                if palette:
+                    colours = np.zeros((256, 3), dtype=np.uint8)
+                    colours[200], colours[33], colours[255] = (220, 20, 60), (0, 0, 142), (255, 255, 255)
+                    png = png.convert("P")  # indices = the ids, then the dataset's colours as the palette
+                    png.putpalette(colours.flatten().tolist())
+                png.save(lab_dir / rec / cam / f"{stem}_bin.png")
                 stamps.append(ts)
     return stamps
 

@@ -9,6 +9,7 @@ from datasets import (
     write_cifar100,
     write_image_folders,
     write_imagenet16,
+    write_mnist,
     write_msd_task,
     write_troika,
 )
@@ -41,6 +42,8 @@ def data_dir_args(path, tmp_path) -> list[str]:
         "ImageNetDataModule": lambda: write_image_folders(root, [f"n{i:02d}" for i in range(100)], 1, 1),
         "ApolloScapeDataModule": lambda: write_apolloscape(root, {"R1": 1}, scene=init.get("task") == "scene"),
         "MSDDataModule": lambda: write_msd_task(tmp_path, name="data"),
+        "FashionMNISTDataModule": lambda: write_mnist(root),
+        "MNISTDataModule": lambda: write_mnist(root),
         "TROIKADataModule": lambda: write_troika(
             root, {"DATA_01_TYPE01": 70, "DATA_11_TYPE02": 80, "DATA_12_TYPE02": 90}
         ),

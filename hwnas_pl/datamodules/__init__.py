@@ -7,6 +7,7 @@ from hwnas_pl.datamodules.digits import DigitsDataModule
 from hwnas_pl.datamodules.imagenet import ImageNetDataModule
 from hwnas_pl.datamodules.imagenet16 import ImageNet16DataModule
 from hwnas_pl.datamodules.layout import DatasetLayoutError
+from hwnas_pl.datamodules.mnist import FashionMNISTDataModule, MNISTDataModule
 from hwnas_pl.datamodules.msd import MSDDataModule
 from hwnas_pl.datamodules.troika import TROIKADataModule
 
@@ -15,9 +16,11 @@ __all__ = [
     "CIFARDataModule",
     "DatasetLayoutError",
     "DigitsDataModule",
+    "FashionMNISTDataModule",
     "HWNASDataModule",
     "ImageNet16DataModule",
     "ImageNetDataModule",
+    "MNISTDataModule",
     "MSDDataModule",
     "TROIKADataModule",
 ]

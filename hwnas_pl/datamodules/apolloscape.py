@@ -134,6 +134,44 @@ def check_sizes(frames: Sequence[Frame]) -> None:
                 )
 
 
+def read_label_ids(label: Image.Image, path: Path) -> np.ndarray:
+    """The label ids of a label PNG as ``int64`` ``(H, W)``, as the official evaluator reads them.
+
+    Gray ("L") PNGs hold the ids as values; palette ("P") PNGs, like the ground-truth sample of ApolloScape's
+    ``dataset-api``, hold them as palette indices (``np.array(Image.open(p))``): converting those to gray would map
+    palette colours to grey levels (id 200 would become 255). 16-bit gray PNGs are read as values.
+
+    Raises:
+        DatasetLayoutError: for colour labels, or values above 255.
+    """
+    if label.mode in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+        ids = np.asarray(label).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() > 255):
+            raise DatasetLayoutError(
+                f"ApolloScape label '{path}' holds values {ids.min()}..{ids.max()}; expected label ids in 0..255."
+            )
+        return ids
+    raise DatasetLayoutError(
+        f"ApolloScape label '{path}' is a {label.mode} image; expected one channel of label ids (gray or palette PNG, "
+        "the *_bin.png files), not a colour rendering."
+    )
+
+
+def item_starts(sequences: Sequence[object], length: int, stride: int = 1) -> list[int]:
+    """First frame of every item: ``length`` consecutive frames of one sequence, starts ``stride`` apart within it.
+
+    ``sequences[i]`` names frame i's sequence; frames of a sequence are consecutive. The stride restarts at each
+    sequence's first frame, so a sequence of exactly ``length`` frames always gives one item.
+    """
+    starts: list[int] = []
+    begin = 0
+    for end in range(1, len(sequences) + 1):
+        if end == len(sequences) or sequences[end] != sequences[begin]:
+            starts += range(begin, end - length + 1, max(stride, 1))
+            begin = end
+    return starts
+
+
 class ApolloScapeFrames(Dataset):
     """Frames (or (t, t+1) pairs, or clips) of ApolloScape as normalised tensors and train-id label maps.
 
@@ -156,14 +194,7 @@ class ApolloScapeFrames(Dataset):
     ) -> None:
         self.frames, self.size, self.crop, self.length = list(frames), tuple(size), crop, length
         self.lookup = torch.from_numpy(label_lookup(task).astype(np.int64))
-        # item i = frames starts[i], starts[i] + 1, ..., all in the same sequence
-        self.starts = [
-            i
-            for i in range(0, len(self.frames) - length + 1)
-            if self.frames[i].sequence == self.frames[i + length - 1].sequence
-        ]
-        if length > 1:
-            self.starts = self.starts[::stride]
+        self.starts = item_starts([f.sequence for f in self.frames], length, stride)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -172,7 +203,7 @@ class ApolloScapeFrames(Dataset):
         img = torch.from_numpy(np.array(load_rgb(frame.image, "ApolloScape"))).permute(2, 0, 1)
         try:
             with Image.open(frame.label) as lab:
-                ids = torch.from_numpy(np.asarray(lab.convert("L")).astype(np.int64))
+                ids = torch.from_numpy(read_label_ids(lab, frame.label))
         except OSError as err:
             raise DatasetLayoutError(f"ApolloScape label '{frame.label}' could not be decoded ({err}).") from None
         x = F.interpolate(img[None].float() / 255, size=self.size, mode="bilinear", align_corners=False)[0]

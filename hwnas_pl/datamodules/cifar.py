@@ -30,6 +30,11 @@ CIFAR_FILES = {
 }
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+#: CIFAR-100's own channel statistics, as NAS-Bench-201 normalises it ((129.3, 124.1, 112.4) and (68.2, 65.4, 70.4) / 255)
+CIFAR100_MEAN = tuple(v / 255 for v in (129.3, 124.1, 112.4))
+CIFAR100_STD = tuple(v / 255 for v in (68.2, 65.4, 70.4))
+#: dataset -> (mean, std) of its training images' channels
+CIFAR_STATS = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 
 
 def find_cifar_folder(data_dir: str | Path, dataset: str) -> Path:
@@ -73,7 +78,7 @@ class CIFARDataModule(HWNASDataModule):
     """CIFAR-10/100 with the standard augmentation and a seeded validation split.
 
     Training images get a random 32×32 crop of the 4-pixel zero-padded image, a horizontal flip and optionally
-    cutout; all images are normalised with the CIFAR channel statistics. ``val_size`` training images are held out
+    cutout; all images are normalised with the dataset's own channel statistics (:data:`CIFAR_STATS`). ``val_size`` training images are held out
     (seeded) for validation; with ``val_size: 0`` the test set serves as the validation set, as NAS papers report.
 
     Args:
@@ -136,8 +141,9 @@ class CIFARDataModule(HWNASDataModule):
         x_test, y_test = load_cifar(hp.data_dir, hp.dataset, train=False, labels=hp.labels)
         if hp.val_size >= len(y):
             raise ConfigError(f"CIFARDataModule val_size {hp.val_size} leaves no training images of {len(y)}.")
-        train_tf = small_image_transform(hp.augment, 32, 4, CIFAR_MEAN, CIFAR_STD, cutout=hp.cutout)
-        eval_tf = small_image_transform(False, 32, 0, CIFAR_MEAN, CIFAR_STD)
+        mean, std = CIFAR_STATS[hp.dataset]
+        train_tf = small_image_transform(hp.augment, 32, 4, mean, std, cutout=hp.cutout)
+        eval_tf = small_image_transform(False, 32, 0, mean, std)
         train_idx, val_idx = seeded_split(len(y), hp.val_size, hp.seed)
         self.data_train = ArrayImageDataset(x[train_idx], y[train_idx], train_tf)
         self.data_test = ArrayImageDataset(x_test, y_test, eval_tf)

@@ -5,9 +5,16 @@ This is the NAS-Bench-201 setting. Layout (``data_dir`` holds the pickles as pub
     train_data_batch_1 … train_data_batch_10, val_data
 
 each a pickle of ``{'data': uint8 (N, 768), 'labels': [1..1000]}`` (channel-major 3×16×16 rows, 1-based labels).
+
+The validation and test sets are NAS-Bench-201's x-valid and x-test: its published split of the 6,000
+ImageNet16-120 validation images into two halves (``hwnas_pl/tables/imagenet16_120_xvalid.txt``, from
+AutoDL-Projects' ``imagenet-16-120-test-split.txt``), so accuracies compare with the benchmark's tables.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +34,7 @@ VAL_FILE = "val_data"
 #: NAS-Bench-201's normalisation of ImageNet16 (RGB means and stds of the 0..255 pixels, /255)
 IMAGENET16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
 IMAGENET16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
+NB201_XVALID = Path(__file__).resolve().parents[1] / "tables" / "imagenet16_120_xvalid.txt"
 _LAYOUT = f"the down-sampled ImageNet pickles {TRAIN_FILES[0]} … {TRAIN_FILES[-1]} and {VAL_FILE}"
 
 
@@ -49,16 +57,52 @@ def load_imagenet16(data_dir, files: list[str], num_classes: int) -> tuple[torch
     return torch.cat(images), torch.cat(labels)
 
 
+def read_nb201_split(path: str | Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x-valid, x-test) positions among the ``n`` validation images, from NAS-Bench-201's split file.
+
+    Reads AutoDL-Projects' ``imagenet-16-120-test-split.txt`` (JSON ``{"xvalid": ["int", [...]], "xtest": ...}``)
+    or the package's copy of the x-valid positions (whitespace-separated, ``#`` comments; x-test is the rest).
+
+    Raises:
+        DatasetLayoutError: when the file is missing or unreadable, or its positions do not split ``range(n)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetLayoutError(f"ImageNet16 split file '{path}' does not exist; expected NAS-Bench-201's split file.")
+    text = path.read_text()
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+            xvalid, xtest = (np.array([int(v) for v in data[k][1]], dtype=np.int64) for k in ("xvalid", "xtest"))
+        else:
+            lines = (line.split("#")[0] for line in text.splitlines())
+            xvalid = np.array([int(t) for line in lines for t in line.split()], dtype=np.int64)
+            xtest = np.setdiff1d(np.arange(n), xvalid)
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        raise DatasetLayoutError(f"ImageNet16 split file '{path}' is not a list of image positions ({err}).") from None
+    joined = np.sort(np.concatenate([xvalid, xtest]))
+    if len(joined) != n or not np.array_equal(joined, np.arange(n)):
+        raise DatasetLayoutError(
+            f"ImageNet16 split file '{path}' splits positions 0..{joined.max()}, but {n} validation images were "
+            "loaded (NAS-Bench-201's split is for the 6,000 images of ImageNet16-120); use split: random for others."
+        )
+    return xvalid, xtest
+
+
 class ImageNet16DataModule(HWNASDataModule):
     """ImageNet16-120 (or -N) as NAS-Bench-201 trains it.
 
     Training images get a random 16×16 crop of the 2-pixel padded image and a horizontal flip. ``val_data`` is
-    split (seeded) in two halves, validation and test, as NAS-Bench-201's x-valid / x-test.
+    split in two halves, validation and test: NAS-Bench-201's published x-valid / x-test (``split: nb201``, the
+    120-class setting), or seeded random halves (``split: random``, any ``num_classes``).
 
     Args:
         data_dir: folder with the ten training pickles and ``val_data``.
         num_classes: keep the first this many classes (120 for ImageNet16-120; 1000 for all).
-        seed: seed of the validation/test split.
+        split: ``nb201`` or ``random``.
+        split_file: NAS-Bench-201's split file to read instead of the package's copy (AutoDL-Projects'
+            ``imagenet-16-120-test-split.txt``).
+        seed: seed of the ``random`` split.
         augment: random crop and flip for training.
         batch_size, num_workers, pin_memory: see :class:`~hwnas_pl.datamodules.base.HWNASDataModule`.
     """
@@ -67,6 +111,8 @@ class ImageNet16DataModule(HWNASDataModule):
         self,
         data_dir: str = "data/ImageNet16",
         num_classes: int = 120,
+        split: str = "nb201",
+        split_file: str | None = None,
         seed: int = 42,
         augment: bool = True,
         batch_size: int = 256,
@@ -76,6 +122,13 @@ class ImageNet16DataModule(HWNASDataModule):
         super().__init__(batch_size, num_workers, pin_memory)
         if not 1 <= num_classes <= 1000:
             raise ConfigError(f"ImageNet16DataModule num_classes must be in 1..1000, got {num_classes}.")
+        if split not in ("nb201", "random"):
+            raise ConfigError(f"ImageNet16DataModule split must be 'nb201' or 'random', got '{split}'.")
+        if split == "nb201" and num_classes != 120:
+            raise ConfigError(
+                f"ImageNet16DataModule split 'nb201' is NAS-Bench-201's split of the 120-class set, but num_classes is "
+                f"{num_classes}; use split: random."
+            )
         self.save_hyperparameters(logger=False)
         require_dir(data_dir, "ImageNet16", _LAYOUT)
 
@@ -93,7 +146,11 @@ class ImageNet16DataModule(HWNASDataModule):
         xv, yv = load_imagenet16(hp.data_dir, [VAL_FILE], hp.num_classes)
         train_tf = small_image_transform(hp.augment, 16, 2, IMAGENET16_MEAN, IMAGENET16_STD)
         eval_tf = small_image_transform(False, 16, 0, IMAGENET16_MEAN, IMAGENET16_STD)
-        test_idx, val_idx = seeded_split(len(yv), len(yv) // 2, hp.seed)
+        if hp.split == "nb201":
+            val_idx, test_idx = read_nb201_split(hp.split_file or NB201_XVALID, len(yv))
+            val_idx, test_idx = torch.from_numpy(val_idx), torch.from_numpy(test_idx)
+        else:
+            test_idx, val_idx = seeded_split(len(yv), len(yv) // 2, hp.seed)
         self.data_train = ArrayImageDataset(x, y, train_tf)
         self.data_val = ArrayImageDataset(xv[val_idx], yv[val_idx], eval_tf)
         self.data_test = ArrayImageDataset(xv[test_idx], yv[test_idx], eval_tf)

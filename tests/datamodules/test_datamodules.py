@@ -64,6 +64,10 @@ def test_cifar100_fine_and_coarse_labels_and_test_as_validation(tmp_path):
     assert fine.num_classes == 100 and coarse.num_classes == 20
     assert fine.data_val is fine.data_test and len(fine.data_train) == 30
     assert fine.data_train.labels[25].item() == 25 and coarse.data_train.labels[25].item() == 5
+    # normalised with CIFAR-100's own statistics (NAS-Bench-201: mean (129.3, 124.1, 112.4), std (68.2, 65.4, 70.4))
+    x, _ = fine.data_test[7]  # every pixel 7
+    expected = [(7 - m) / s for m, s in zip((129.3, 124.1, 112.4), (68.2, 65.4, 70.4))]
+    assert x[:, 0, 0].tolist() == pytest.approx(expected, abs=1e-5)
 
 
 def test_training_augmentation_crops_flips_and_cuts_out(tmp_path):
@@ -81,13 +85,37 @@ def test_training_augmentation_crops_flips_and_cuts_out(tmp_path):
 # ---------------------------------------------------------------------------------------------------- ImageNet16
 def test_imagenet16_keeps_the_first_120_classes_zero_based(tmp_path):
     write_imagenet16(tmp_path, per_batch=6, n_val=8)
-    dm = ImageNet16DataModule(str(tmp_path), batch_size=2, num_workers=0)
+    dm = ImageNet16DataModule(str(tmp_path), split="random", batch_size=2, num_workers=0)
     dm.setup()
     # labels 1 + 37i mod 200 for i = 0..5 -> 1, 38, 75, 112, 149, 186: four of them are <= 120
     assert len(dm.data_train) == 10 * 4 and sorted(set(dm.data_train.labels.tolist())) == [0, 37, 74, 111]
     # val labels for i = 0..7: 1, 38, 75, 112, 149, 186, 23, 60 -> six are <= 120, split in halves
     assert (len(dm.data_val), len(dm.data_test)) == (3, 3)
     assert dm.data_train[0][0].shape == (3, 16, 16) and dm.input_shape == (3, 16, 16)
+
+
+def test_imagenet16_validation_and_test_are_nas_bench_201s_published_split(tmp_path):
+    # 10,000 val images with labels 1 + 37i mod 200: exactly 6,000 (i = 0, 1, 2, 3, 6, ...) are in classes 1..120
+    write_imagenet16(tmp_path, per_batch=2, n_val=10_000)
+    dm = ImageNet16DataModule(str(tmp_path), batch_size=2, num_workers=0)
+    dm.setup()
+    assert (len(dm.data_val), len(dm.data_test)) == (3000, 3000)
+    # x-valid starts at positions 1, 2, 3 (images i = 1, 2, 3: labels 38, 75, 112); x-test at 0, 4 (i = 0, 6)
+    assert dm.data_val.labels[:3].tolist() == [37, 74, 111] and dm.data_test.labels[:2].tolist() == [0, 22]
+    # AutoDL-Projects' own file format gives the same split
+    from hwnas_pl.datamodules.imagenet16 import NB201_XVALID, read_nb201_split
+
+    xvalid, xtest = read_nb201_split(NB201_XVALID, 6000)
+    autodl = tmp_path / "imagenet-16-120-test-split.txt"
+    autodl.write_text(json.dumps({k: ["int", [str(v) for v in idx]] for k, idx in (("xvalid", xvalid), ("xtest", xtest))}))
+    other = ImageNet16DataModule(str(tmp_path), split_file=str(autodl), num_workers=0)
+    other.setup()
+    assert torch.equal(other.data_test.labels, dm.data_test.labels)
+    with pytest.raises(ConfigError, match="split 'nb201' is NAS-Bench-201's split of the 120-class set"):
+        ImageNet16DataModule(str(tmp_path), num_classes=100)
+    write_imagenet16(tmp_path, per_batch=2, n_val=8)
+    with pytest.raises(DatasetLayoutError, match=r"splits positions 0..5999, but 6 validation images were loaded"):
+        ImageNet16DataModule(str(tmp_path), num_workers=0).setup()
 
 
 # ---------------------------------------------------------------------------------------------------- ImageNet
@@ -190,6 +218,40 @@ def test_apolloscape_frames_pairs_and_clips_in_time_order(tmp_path):
     assert len(clips.data_val) == 2 and clips.data_val[0][0].shape == (3, 3, 24, 32)  # 4 frames -> one clip/camera
 
 
+def test_apolloscape_palette_labels_keep_their_ids(tmp_path):
+    """A palette PNG's pixel values are its indices = label ids (the official evaluator's np.array(Image.open))."""
+    from PIL import Image
+
+    write_apolloscape(tmp_path, {"Record001": 2, "Record002": 2}, palette=True)
+    label = next(tmp_path.glob("Labels_road02/Label/Record001/*/*_bin.png"))
+    with Image.open(label) as png:
+        assert png.mode == "P" and np.asarray(png.convert("L"))[5, 0] != 200  # gray conversion would lose id 200
+    dm = ApolloScapeDataModule(str(tmp_path), image_size=(24, 32), val_records=["Record002"], num_workers=0)
+    dm.setup()
+    _, y = dm.data_train[0]
+    assert y[5, :16].unique().tolist() == [1] and y[5, 16:].unique().tolist() == [0] and y[0].unique().tolist() == [255]
+    Image.fromarray(np.zeros((24, 32, 3), dtype=np.uint8)).save(label)  # a colour rendering instead of the ids
+    with pytest.raises(DatasetLayoutError, match=r"label '.*_bin.png' is a RGB image; expected one channel of label"):
+        dm.data_train[0]
+
+
+def test_apolloscape_clips_stride_within_each_sequence(tmp_path):
+    """Clips start every clip_length frames from each sequence's own first frame; no sequence is lost."""
+    from hwnas_pl.datamodules.apolloscape import item_starts
+
+    # sequences of 4 and 3 frames, clip_length 3: starts 0 and 4 (a stride over all valid starts gave only 0)
+    assert item_starts(["a"] * 4 + ["b"] * 3, 3, 3) == [0, 4]
+    assert item_starts(["a"] * 7 + ["b"] * 2, 3, 3) == [0, 3]
+    assert item_starts(["a"] * 3 + ["b"] * 3, 2, 1) == [0, 1, 3, 4]
+    write_apolloscape(tmp_path, {"Record001": 4, "Record002": 3, "Record003": 2})
+    dm = ApolloScapeDataModule(str(tmp_path), image_size=(24, 32), frames="clips", clip_length=3,
+                               val_records=["Record001", "Record002"], num_workers=0)  # fmt: skip
+    dm.setup()
+    assert len(dm.data_val) == 2
+    red = dm.data_val[1][0][:, 0] * 0.229 + 0.485  # the second clip is frames 0, 1, 2 of Record002
+    assert red.mean((1, 2)).mul(255).round().tolist() == pytest.approx([0.0, 10.0, 20.0], abs=2)
+
+
 def test_apolloscape_scene_layout_crop_and_bad_input(tmp_path):
     write_apolloscape(tmp_path, {"Record057": 2, "Record058": 2}, road="road01", scene=True)
     dm = ApolloScapeDataModule(str(tmp_path), task="scene", image_size=(24, 32), crop_size=(16, 16), num_workers=0)
@@ -284,7 +346,7 @@ FIT = ["--trainer.fast_dev_run", "true", "--trainer.logger", "false", "--trainer
         ("analog_hwa_cifar10.yaml", lambda p: write_cifar10(p),
          ["--data.init_args.val_size", "4", "--trainer.callbacks.init_args.trials", "1"]),
         ("cifar100_classifier.yaml", lambda p: write_cifar100(p), ["--data.init_args.val_size", "10"]),
-        ("imagenet16_classifier.yaml", lambda p: write_imagenet16(p), []),
+        ("imagenet16_classifier.yaml", lambda p: write_imagenet16(p), ["--data.init_args.split", "random"]),
         ("imagenet_classifier.yaml", lambda p: write_image_folders(p, ["n01", "n02"]),
          ["--data.init_args.classes", "null", "--data.init_args.image_size", "64",
           "--data.init_args.pin_memory", "false"]),

@@ -1,0 +1,220 @@
+"""Build a NAS-Bench-201 table of our own: a fixed, seeded sample of cells trained independently on Fashion-MNIST.
+
+Every ranking in this package that is measured against independently trained networks on Fashion-MNIST (the
+PRP-NAS supernet, the proxies, the surrogates' tests) uses the table this script writes, so its seed-to-seed
+Kendall tau is the ceiling of those rankings. How the shipped table was made (``--protocol`` defaults):
+
+- cells: ``--cells`` architectures drawn uniformly from all 15,625 cells (``numpy.random.default_rng(0)``, the
+  degenerate ones included), in that order; the table holds the first ones that finished.
+- network: NAS-Bench-201's macro skeleton with ``channels`` C and ``cells_per_stage`` N (one cell per stage, C=8).
+- data: Fashion-MNIST's official IDX files; images resized (bilinear, antialiased) to ``resize`` pixels,
+  standardised; ``train_size`` training images (seeded subset of the 55,000 left after the 5,000-image
+  validation split, seed 42); accuracy on the full 10,000-image test set (``test_acc_s<seed>``) and on the
+  5,000 validation images (``val_acc_s<seed>``).
+- training: ``epochs`` epochs, batch 128, SGD Nesterov momentum 0.9, weight decay 5e-4, learning rate warmed up
+  linearly to ``lr`` over the first epoch and annealed to zero by a cosine per step; no augmentation; one CPU
+  thread per training; seeds 0 and 1 change the initialisation and the batch order only.
+
+The CSV (columns ``arch``, ``test_acc_s0``, ``test_acc_s1``, ``test_acc`` (mean), ``val_acc_s0``, ``val_acc_s1``,
+``val_acc``, ``params``, ``macs``, ``train_seconds``, ``protocol``) is what ``TableCostModel`` reads; a finished cell
+is appended at once, and a rerun resumes after the cells already there (it refuses a CSV of another protocol).
+The protocol is also written next to it as ``<csv>.json``. A GPU user regenerates it at full size with, e.g.,
+``--resize 28 --channels 16 --train-size 55000 --epochs 30 --cells 200``.
+
+    python benchmarks/nb201_fashionmnist_table.py --cells 20 --out /tmp/pilot.csv   # a pilot
+    python benchmarks/nb201_fashionmnist_table.py                                 # the shipped table
+
+Prints one JSON object: cells in the table, seed-to-seed Kendall tau of test accuracy (the ceiling), the
+accuracy range, and the mean training time of one cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "hwnas_pl" / "tables" / "nb201_fashionmnist.csv"
+DATA_DIR = "/usr/share/datasets/fashion-mnist"
+PROTOCOL_KEYS = ("resize", "channels", "cells_per_stage", "train_size", "epochs", "lr", "batch_size", "seeds")
+
+
+def protocol_id(p: dict) -> str:
+    """A short name of the training protocol, stored in every row."""
+    seeds = "".join(str(s) for s in p["seeds"])
+    return (
+        f"fmnist{p['resize']}px-C{p['channels']}N{p['cells_per_stage']}-n{p['train_size']}-e{p['epochs']}"
+        f"-lr{p['lr']}-b{p['batch_size']}-cos-s{seeds}"
+    )
+
+
+def cell_sample(n: int) -> list[str]:
+    """The first ``n`` cells of the fixed uniform sample (the table's order)."""
+    from hwnas_pl.spaces import NASBench201Space
+
+    space = NASBench201Space()
+    return [space.to_string(a) for a in space.sample(n, np.random.default_rng(0))]
+
+
+_DATA: dict = {}
+
+
+def _load(p: dict, data_dir: str) -> dict:
+    """Training, validation and test tensors (cached per worker process)."""
+    if not _DATA:
+        from hwnas_pl.datamodules import FashionMNISTDataModule
+
+        dm = FashionMNISTDataModule(data_dir, train_size=p["train_size"], resize=p["resize"], seed=42)
+        dm.setup()
+        _DATA.update(train=dm.data_train.tensors, val=dm.data_val.tensors, test=dm.data_test.tensors)
+    return _DATA
+
+
+def _accuracy(net, x, y) -> float:
+    import torch
+
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), 1000):
+            correct += int((net(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum())
+    return 100.0 * correct / len(y)
+
+
+def train_cell(arch: str, seed: int, p: dict, data_dir: str) -> dict:
+    """Train one cell with one seed; return its test and validation accuracy (%) and the time taken."""
+    import torch
+    import torch.nn.functional as F
+
+    from hwnas_pl.nn.counting import count_network
+    from hwnas_pl.spaces import NASBench201Space
+
+    torch.set_num_threads(1)
+    data = _load(p, data_dir)
+    (x, y), side = data["train"], p["resize"]
+    space = NASBench201Space(channels=p["channels"], cells=p["cells_per_stage"])
+    torch.manual_seed(seed)
+    net = space.build(space.validate(arch), 10, (1, side, side))
+    counts = count_network(net, (1, side, side))
+    decay = [q for q in net.parameters() if q.ndim > 1]
+    no_decay = [q for q in net.parameters() if q.ndim <= 1]
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=p["lr"],
+        momentum=0.9,
+        nesterov=True,
+    )
+    steps_per_epoch = len(y) // p["batch_size"]
+    total, warm = steps_per_epoch * p["epochs"], steps_per_epoch
+    schedule = lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    order_gen = torch.Generator().manual_seed(1000 + seed)
+    start = time.perf_counter()
+    for _ in range(p["epochs"]):
+        net.train()
+        order = torch.randperm(len(y), generator=order_gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * p["batch_size"] : (i + 1) * p["batch_size"]]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    seconds = time.perf_counter() - start
+    return {
+        "test": _accuracy(net, *data["test"]),
+        "val": _accuracy(net, *data["val"]),
+        "seconds": seconds,
+        "params": counts.params,
+        "macs": counts.macs,
+    }
+
+
+def _job(args: tuple) -> tuple[str, list[dict]]:
+    arch, p, data_dir = args
+    return arch, [train_cell(arch, s, p, data_dir) for s in p["seeds"]]
+
+
+def read_table(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summary(rows: list[dict], seeds: list[int]) -> dict:
+    from hwnas_pl.pareto import kendall_tau
+
+    out: dict = {"cells": len(rows)}
+    if len(rows) >= 3 and len(seeds) >= 2:
+        a = [float(r[f"test_acc_s{seeds[0]}"]) for r in rows]
+        b = [float(r[f"test_acc_s{seeds[1]}"]) for r in rows]
+        out["seed_tau"] = round(kendall_tau(a, b), 4)
+        out["seed_tau_val"] = round(
+            kendall_tau([float(r[f"val_acc_s{seeds[0]}"]) for r in rows], [float(r[f"val_acc_s{seeds[1]}"]) for r in rows]), 4
+        )
+        out["mean_abs_seed_gap"] = round(float(np.mean(np.abs(np.subtract(a, b)))), 3)
+    if rows:
+        acc = [float(r["test_acc"]) for r in rows]
+        out["test_acc_range"] = [round(min(acc), 2), round(max(acc), 2)]
+        out["test_acc_quartiles"] = [round(float(q), 2) for q in np.percentile(acc, [25, 50, 75])]
+        out["mean_train_seconds_per_seed"] = round(float(np.mean([float(r["train_seconds"]) for r in rows])), 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--data-dir", default=DATA_DIR)
+    ap.add_argument("--cells", type=int, default=80, help="cells of the fixed sample to train")
+    ap.add_argument("--workers", type=int, default=2, help="cells trained in parallel, one thread each")
+    ap.add_argument("--resize", type=int, default=16)
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--cells-per-stage", type=int, default=1)
+    ap.add_argument("--train-size", type=int, default=20000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--summary", action="store_true", help="only print the summary of the existing table")
+    args = ap.parse_args()
+    p = {k: getattr(args, k) for k in PROTOCOL_KEYS}
+    pid = protocol_id(p)
+    rows = read_table(args.out)
+    if rows and rows[0].get("protocol") != pid:
+        raise SystemExit(f"{args.out} holds protocol '{rows[0].get('protocol')}', not '{pid}'; pass another --out.")
+    if not args.summary:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps({"protocol": pid, **p, "data_dir": args.data_dir}, indent=2))
+        done = {r["arch"] for r in rows}
+        todo = [a for a in cell_sample(args.cells) if a not in done]
+        fields = ["arch"] + [f"test_acc_s{s}" for s in args.seeds] + ["test_acc"]
+        fields += [f"val_acc_s{s}" for s in args.seeds] + ["val_acc", "params", "macs", "train_seconds", "protocol"]
+        new_file = not rows
+        with args.out.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            if new_file:
+                writer.writeheader()
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(args.workers) as pool:
+                for arch, results in pool.imap_unordered(_job, [(a, p, args.data_dir) for a in todo]):
+                    row = {"arch": arch, "params": results[0]["params"], "macs": results[0]["macs"], "protocol": pid}
+                    for s, r in zip(args.seeds, results):
+                        row[f"test_acc_s{s}"], row[f"val_acc_s{s}"] = f"{r['test']:.2f}", f"{r['val']:.2f}"
+                    row["test_acc"] = f"{np.mean([r['test'] for r in results]):.3f}"
+                    row["val_acc"] = f"{np.mean([r['val'] for r in results]):.3f}"
+                    row["train_seconds"] = f"{np.mean([r['seconds'] for r in results]):.1f}"
+                    writer.writerow(row)
+                    f.flush()
+        rows = read_table(args.out)
+    print(json.dumps({"table": str(args.out), "protocol": pid, **summary(rows, args.seeds)}))
+
+
+if __name__ == "__main__":
+    main()
