@@ -156,9 +156,8 @@ def summary(rows: list[dict], seeds: list[int]) -> dict:
         a = [float(r[f"test_acc_s{seeds[0]}"]) for r in rows]
         b = [float(r[f"test_acc_s{seeds[1]}"]) for r in rows]
         out["seed_tau"] = round(kendall_tau(a, b), 4)
-        out["seed_tau_val"] = round(
-            kendall_tau([float(r[f"val_acc_s{seeds[0]}"]) for r in rows], [float(r[f"val_acc_s{seeds[1]}"]) for r in rows]), 4
-        )
+        va, vb = ([float(r[f"val_acc_s{s}"]) for r in rows] for s in seeds[:2])
+        out["seed_tau_val"] = round(kendall_tau(va, vb), 4)
         out["mean_abs_seed_gap"] = round(float(np.mean(np.abs(np.subtract(a, b)))), 3)
     if rows:
         acc = [float(r["test_acc"]) for r in rows]
@@ -191,7 +190,8 @@ def main() -> None:
         raise SystemExit(f"{args.out} holds protocol '{rows[0].get('protocol')}', not '{pid}'; pass another --out.")
     if not args.summary:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"protocol": pid, **p, "data_dir": args.data_dir}, indent=2))
+        meta = {"protocol": pid, **p, "data_dir": args.data_dir}
+        args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         done = {r["arch"] for r in rows}
         todo = [a for a in cell_sample(args.cells) if a not in done]
         fields = ["arch"] + [f"test_acc_s{s}" for s in args.seeds] + ["test_acc"]

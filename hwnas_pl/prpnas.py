@@ -83,21 +83,31 @@ def masked_softmax(alpha: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     return torch.softmax(alpha.masked_fill(~alive, float("-inf")), dim=1)
 
 
-def alpha_hinge_loss(probs: torch.Tensor, freq: np.ndarray, alive: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
-    r"""Hinge loss on op counts among the top-N Pareto-ranked sub-networks (thesis Eq. 3.9, margin ``m``).
+def alpha_hinge_loss(
+    probs: torch.Tensor, g: np.ndarray, g_true: np.ndarray, alive: torch.Tensor, margin: float = 0.1
+) -> torch.Tensor:
+    r"""Hinge loss between the op counts α predicts and the true ones (thesis Eq. 3.9, margin ``m``).
 
     .. math::
-        L = \sum_j \sum_{i: g(o_i,l_j) > g(o_{a_j},l_j)} \max[0, m - (\hat\alpha_{ij} - \hat\alpha_{a_j j})]
+        L = \sum_j \sum_{i \ne \hat a_j:\ g(o_i,l_j) > \hat g(o_i,l_j)}
+            \max[0, m - (\hat\alpha_{\hat a_j j} - \hat\alpha_{ij})]
 
-    with :math:`a_j = \arg\max_i \alpha_{ij}` and :math:`\hat\alpha` the per-layer normalised scores. Every op that
-    the best sub-networks use more often than the current favourite must overtake it by ``m``. The printed
-    equation is garbled [AMBIG]; this reading keeps its parts: the counts ``g``, the argmax op and the margin.
+    ``g`` counts op ``i`` in layer ``j`` among the top-N sub-networks by α's predicted score :math:`P_s`,
+    :math:`\hat g` among the top-N by the ground truth (Pareto ranks of accuracy and cost, Algorithm 2 step 1), and
+    :math:`\hat a_j = \arg\max_i \hat g(o_i, l_j)` is the op the true top-N use most (ties: larger α). Every op
+    that α over-uses (more frequent in its top-N than in the true top-N) must trail the true favourite by ``m``, so
+    the loss is zero exactly when no op is over-used or each over-used one trails by the margin. The printed
+    equation is garbled [AMBIG]; this reading keeps its parts (g, ĝ, the favourite op, the margin) and gives a
+    gradient whenever α's top-N differs from the true top-N, also when α's favourite already leads.
     """
-    freq = torch.as_tensor(freq, dtype=probs.dtype, device=probs.device)
-    best = probs.detach().argmax(dim=1, keepdim=True)
-    more_used = (freq > freq.gather(1, best)) & alive
-    gaps = margin - (probs - probs.gather(1, best))
-    return (F.relu(gaps) * more_used).sum()
+    g = torch.as_tensor(g, dtype=probs.dtype, device=probs.device)
+    g_true = torch.as_tensor(g_true, dtype=probs.dtype, device=probs.device)
+    key = g_true.masked_fill(~alive, -1.0) + 1e-6 * probs.detach()  # ties between true counts: larger α
+    fav = key.argmax(dim=1, keepdim=True)
+    over_used = (g > g_true) & alive
+    over_used.scatter_(1, fav, False)
+    gaps = margin - (probs.gather(1, fav) - probs)
+    return (F.relu(gaps) * over_used).sum()
 
 
 def path_scores(probs: torch.Tensor, paths: np.ndarray) -> torch.Tensor:

@@ -28,7 +28,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     raw = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes() + array.tobytes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with (gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")) as f:
+    with gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb") as f:
         f.write(raw)
     return path
 

@@ -10,9 +10,17 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from typing_extensions import override
 
-from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, best_first, check_sample_size, evaluate_sample, supernet_of
+from hwnas_pl.callbacks.prpnas_sampling import (
+    DIRECTIONS,
+    Reference,
+    best_first,
+    check_sample_size,
+    evaluate_sample,
+    supernet_of,
+)
 from hwnas_pl.distributed import decide_on_rank_zero
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.evaluators.base import CostModelFactory
 from hwnas_pl.modules.supernet_module import SupernetModule
 from hwnas_pl.pareto import kendall_tau, pareto_ranks
 from hwnas_pl.prpnas import alpha_hinge_loss, listwise_rank_loss, op_frequency, path_scores
@@ -22,17 +30,24 @@ class ParetoRankAlphaUpdate(L.Callback):
     r"""Update α from the Pareto ranks of sampled sub-networks (thesis §3.3, Algorithm 2 step 2b, Eq. 3.9).
 
     Once when the search phase starts, then every ``every_n_steps`` training steps or at the end of every
-    ``every_n_epochs``-th epoch of it: sample ``n`` sub-networks, estimate their accuracy on ``num_batches``
-    held-out batches and their cost, rank them by Pareto dominance (accuracy up, cost down) and take one α step on
+    ``every_n_epochs``-th epoch of it: sample ``n`` sub-networks, rank them by Pareto dominance (accuracy up, cost
+    down) and take one α step on
 
-    .. math:: L_\alpha = L_{hinge}(g_{top\text{-}N}, m) + \lambda\, L_{list}(P_s, \mathrm{rank})
+    .. math:: L_\alpha = L_{hinge}(g, \hat g, m) + \lambda\, L_{list}(P_s, \mathrm{rank})
 
-    (:func:`~hwnas_pl.prpnas.alpha_hinge_loss`, :func:`~hwnas_pl.prpnas.listwise_rank_loss`). How the thesis
-    combines the two losses is unstated [AMBIG]: here a weighted sum with ``list_weight`` = λ. The top-N are the
-    first ``top_n`` sub-networks by (Pareto rank, accuracy).
+    (:func:`~hwnas_pl.prpnas.alpha_hinge_loss`, :func:`~hwnas_pl.prpnas.listwise_rank_loss`). The ground truth
+    (Algorithm 2 step 1) is the accuracy of a ``reference`` (a benchmark table; the sample is then drawn from the
+    architectures it holds) or, without one, the supernet's own estimate on ``num_batches`` held-out batches; the
+    cost is the module's cost model. ĝ counts ops among the first ``top_n`` sub-networks by (true Pareto rank,
+    accuracy), g among the first ``top_n`` by α's score :math:`P_s = \sum_{o \in s} \hat\alpha_o`. How the thesis
+    combines the two losses is unstated [AMBIG]: here a weighted sum with ``list_weight`` = λ.
+
+    α's default optimiser is plain SGD: Adam's first step moves every entry by ±lr whatever its gradient, so the
+    favoured ops of a layer tie to ~1e-8 and argmax would pick among them by op order; SGD's first step is
+    proportional to the gradient.
 
     Logs ``alpha/hinge``, ``alpha/listwise``, ``alpha/front_size`` and ``alpha/score_rank_tau`` (Kendall tau-b of
-    P_s against the negated Pareto rank; 1 when α orders the sample as the Pareto ranks do).
+    P_s against the negated true Pareto rank; 1 when α orders the sample as the Pareto ranks do).
 
     Args:
         n: sub-networks sampled per update (50 in Table 3.8).
@@ -43,7 +58,10 @@ class ParetoRankAlphaUpdate(L.Callback):
         every_n_steps: update every this many training steps; ``None`` to update per epoch instead.
         every_n_epochs: update at the end of every this many epochs (when ``every_n_steps`` is ``None``).
         num_batches: held-out batches per accuracy estimate.
-        optimizer: α's optimiser factory (default Adam, lr 0.05, betas (0.5, 0.999)).
+        optimizer: α's optimiser factory (default SGD, lr 2.0, momentum 0.9).
+        reference: ground-truth accuracy, a cost model called with the space (e.g. a ``TableCostModel`` of
+            independently trained cells); default: the supernet's estimate.
+        reference_metric: the reference's accuracy metric (default: its first).
         seed: seed of the sub-network sampler.
     """
 
@@ -58,6 +76,8 @@ class ParetoRankAlphaUpdate(L.Callback):
         every_n_epochs: int = 1,
         num_batches: int = 2,
         optimizer: OptimizerCallable | None = None,
+        reference: CostModelFactory | None = None,
+        reference_metric: str | None = None,
         seed: int = 1,
     ) -> None:
         if top_n < 1 or top_n > n:
@@ -72,6 +92,8 @@ class ParetoRankAlphaUpdate(L.Callback):
         self.list_weight, self.temperature = list_weight, temperature
         self.every_n_steps, self.every_n_epochs, self.num_batches = every_n_steps, every_n_epochs, num_batches
         self.optimizer_factory = optimizer
+        self.reference_factory, self.reference_metric = reference, reference_metric
+        self.reference: Reference | None = None
         self.rng = np.random.default_rng(seed)
         self.optimizer: torch.optim.Optimizer | None = None
         self.updates = 0
@@ -85,13 +107,17 @@ class ParetoRankAlphaUpdate(L.Callback):
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            check_sample_size("n", self.n, supernet_of(pl_module, "ParetoRankAlphaUpdate"), "ParetoRankAlphaUpdate")
+            module = supernet_of(pl_module, "ParetoRankAlphaUpdate")
+            if self.reference_factory is not None:
+                self.reference = Reference(self.reference_factory, self.reference_metric, module)
+            else:
+                check_sample_size("n", self.n, module, "ParetoRankAlphaUpdate")
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         module = supernet_of(pl_module, "ParetoRankAlphaUpdate")
         if self.optimizer_factory is None:
-            self.optimizer = torch.optim.Adam([module.alpha], lr=0.05, betas=(0.5, 0.999))
+            self.optimizer = torch.optim.SGD([module.alpha], lr=2.0, momentum=0.9)
         else:
             self.optimizer = self.optimizer_factory([module.alpha])
         if self._pending_optimizer_state is not None:
@@ -118,13 +144,21 @@ class ParetoRankAlphaUpdate(L.Callback):
 
     def update(self, trainer: L.Trainer, module: SupernetModule) -> dict[str, float]:
         """One α step from a fresh sample; returns the logged values."""
-        paths, objectives = evaluate_sample(module, self.n, self.rng, self.num_batches)
+        if self.reference is not None:
+            paths = self.reference.sample(module, self.n, self.rng)
+            objectives = np.stack([self.reference.accuracy(module, paths), module.costs(paths)], axis=1)
+        else:
+            paths, objectives = evaluate_sample(module, self.n, self.rng, self.num_batches)
         ranks = pareto_ranks(objectives, DIRECTIONS)
-        top = paths[best_first(objectives, ranks)[: self.top_n]]
+        top_n = min(self.top_n, len(paths))
+        true_top = paths[best_first(objectives, ranks)[:top_n]]
         with torch.enable_grad():
             probs = module.alpha_probs()
-            hinge = alpha_hinge_loss(probs, op_frequency(top, probs.shape[1]), module.alive_mask, self.margin)
             scores = path_scores(probs, paths)
+            predicted_top = paths[np.argsort(-scores.detach().cpu().numpy(), kind="stable")[:top_n]]
+            g = op_frequency(predicted_top, probs.shape[1])
+            g_true = op_frequency(true_top, probs.shape[1])
+            hinge = alpha_hinge_loss(probs, g, g_true, module.alive_mask, self.margin)
             listwise = listwise_rank_loss(scores, ranks, self.temperature)
             loss = hinge + self.list_weight * listwise
             self.optimizer.zero_grad(set_to_none=True)
@@ -134,8 +168,8 @@ class ParetoRankAlphaUpdate(L.Callback):
             module.alpha.data.copy_(decide_on_rank_zero(trainer, lambda: module.alpha.data.cpu()))
         self.updates += 1
         values = {
-            "alpha/hinge": float(hinge),
-            "alpha/listwise": float(listwise),
+            "alpha/hinge": hinge.item(),
+            "alpha/listwise": listwise.item(),
             "alpha/front_size": float((ranks == 1).sum()),
             "alpha/score_rank_tau": float(np.nan_to_num(kendall_tau(scores.detach().cpu().numpy(), -ranks))),
         }

@@ -4,7 +4,8 @@
 - :mod:`hwnas_pl.spaces.supernet`: the weight-sharing supernets of the spaces;
 - :mod:`hwnas_pl.modules.supernet_module`: :class:`~hwnas_pl.modules.SupernetModule` (warm-up, search path, α);
 - the callbacks, one per file: :mod:`~hwnas_pl.callbacks.pareto_rank_alpha_update`,
-  :mod:`~hwnas_pl.callbacks.operation_pruning`, :mod:`~hwnas_pl.callbacks.supernet_export`, sharing
+  :mod:`~hwnas_pl.callbacks.operation_pruning`, :mod:`~hwnas_pl.callbacks.supernet_export`,
+  :mod:`~hwnas_pl.callbacks.supernet_ranking`, sharing
   :mod:`~hwnas_pl.callbacks.prpnas_sampling`;
 - configs: ``configs/prpnas_nb201_{digits,cifar10}.yaml`` and the callback group ``configs/callbacks/prpnas.yaml``.
 
@@ -14,14 +15,24 @@ pruned when) in the checkpoint. This module is also the callbacks' import path o
 
 from hwnas_pl.callbacks.operation_pruning import OperationPruning
 from hwnas_pl.callbacks.pareto_rank_alpha_update import ParetoRankAlphaUpdate
-from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, best_first, check_sample_size, evaluate_sample, supernet_of
+from hwnas_pl.callbacks.prpnas_sampling import (
+    DIRECTIONS,
+    Reference,
+    best_first,
+    check_sample_size,
+    evaluate_sample,
+    supernet_of,
+)
 from hwnas_pl.callbacks.supernet_export import SupernetExport
+from hwnas_pl.callbacks.supernet_ranking import SupernetRanking
 
 __all__ = [
     "DIRECTIONS",
     "OperationPruning",
     "ParetoRankAlphaUpdate",
+    "Reference",
     "SupernetExport",
+    "SupernetRanking",
     "best_first",
     "check_sample_size",
     "evaluate_sample",

@@ -1,4 +1,4 @@
-"""The PRP-NAS export: searched architectures, the estimated Pareto set, a retraining config, the ranking check."""
+"""The PRP-NAS export: the searched architectures, the estimated Pareto set and a retraining config."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing_extensions import override
 
 from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, evaluate_sample, supernet_of
 from hwnas_pl.distributed import write_on_rank_zero
-from hwnas_pl.evaluators.base import CostModelFactory, build_cost_model
 from hwnas_pl.io import write_atomic
 from hwnas_pl.modules.supernet_module import SupernetModule
-from hwnas_pl.pareto import kendall_tau, pareto_ranks
+from hwnas_pl.pareto import pareto_ranks
 
 
 class SupernetExport(L.Callback):
@@ -33,8 +32,9 @@ class SupernetExport(L.Callback):
     - ``retrain.yaml``: ``hwnas fit --config retrain.yaml`` trains the argmax architecture from scratch with the
       task's module (:class:`~hwnas_pl.modules.ClassifierModule` for classification) with the same data and
       optimiser.
-    - ``ranking.json`` (with ``reference``): Kendall tau-b between the supernet's and the reference's ranking of
-      the sample, for accuracy and for Pareto rank (the thesis's ranking-quality measure).
+
+    The ranking-quality measure (Kendall tau against a reference, every epoch) is
+    :class:`~hwnas_pl.callbacks.SupernetRanking`'s ``ranking.json``.
 
     Args:
         output_dir: where to write.
@@ -42,9 +42,6 @@ class SupernetExport(L.Callback):
         num_batches: held-out batches per accuracy estimate.
         threshold: α (normalised) within this of the layer's largest keeps an op in the exported paths.
         max_paths: most paths written to ``architecture.json``.
-        reference: a cost model giving the true accuracy of a sub-network (e.g. the NAS-Bench-201 table, or a
-            CSV of independently trained sub-networks through ``TableCostModel``), called with the space.
-        reference_metric: the reference's accuracy metric (default: its first).
         retrain_epochs: ``trainer.max_epochs`` in ``retrain.yaml``.
         seed: seed of the sampler.
     """
@@ -56,15 +53,12 @@ class SupernetExport(L.Callback):
         num_batches: int = 4,
         threshold: float = 0.05,
         max_paths: int = 64,
-        reference: CostModelFactory | None = None,
-        reference_metric: str | None = None,
         retrain_epochs: int = 200,
         seed: int = 3,
     ) -> None:
         self.output_dir = output_dir
         self.num_samples, self.num_batches = num_samples, num_batches
         self.threshold, self.max_paths = threshold, max_paths
-        self.reference_factory, self.reference_metric = reference, reference_metric
         self.retrain_epochs = retrain_epochs
         self.seed = seed
         self.results: dict[str, Any] = {}
@@ -90,19 +84,14 @@ class SupernetExport(L.Callback):
             {"arch": module.arch_string(paths[i]), "est_acc": float(objectives[i, 0]), metric: float(objectives[i, 1])}
             for i in np.flatnonzero(ranks == 1)[np.argsort(objectives[ranks == 1, 1])]
         ]
-        ranking = self._ranking(module, paths, objectives, ranks) if self.reference_factory is not None else None
-        self.results = {"architecture": architecture, "pareto_set": pareto_set, "ranking": ranking}
+        self.results = {"architecture": architecture, "pareto_set": pareto_set}
 
         def write() -> None:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / "architecture.json", json.dumps(architecture, indent=1))
             write_atomic(out / "pareto_set.json", json.dumps(pareto_set, indent=1))
             write_atomic(out / "retrain.yaml", self._retrain_config(trainer, module, architecture["arch"], out))
-            if ranking is not None:
-                write_atomic(out / "ranking.json", json.dumps(ranking, indent=1))
             summary = {"export/pareto_size": len(pareto_set), "export/argmax_est_acc": architecture["est_acc"]}
-            if ranking is not None:
-                summary.update({f"export/{k}": v for k, v in ranking.items() if isinstance(v, float)})
             for logger in trainer.loggers:
                 logger.log_metrics(summary, step=trainer.global_step)
 
@@ -129,25 +118,6 @@ class SupernetExport(L.Callback):
             "threshold": self.threshold,
             "paths": [module.arch_string(p) for p in paths],
             "pruned": [[layer, op] for layer, op in module.pruned],
-        }
-
-    def _ranking(
-        self, module: SupernetModule, paths: np.ndarray, objectives: np.ndarray, est_ranks: np.ndarray
-    ) -> dict[str, Any]:
-        reference = build_cost_model(self.reference_factory, module.space, module.input_shape, module.num_classes)
-        metric = self.reference_metric or reference.metrics[0]
-        archs = [module.space.decode(p) for p in paths]
-        true_acc = reference.evaluate(archs)[metric]
-        true_ranks = pareto_ranks(np.stack([true_acc, objectives[:, 1]], axis=1), DIRECTIONS)
-        return {
-            "n": len(paths),
-            "reference_metric": metric,
-            "kendall_tau_accuracy": kendall_tau(objectives[:, 0], true_acc),
-            "kendall_tau_pareto_rank": kendall_tau(est_ranks, true_ranks),
-            "archs": [module.arch_string(p) for p in paths],
-            "est_acc": objectives[:, 0].tolist(),
-            "true_acc": np.asarray(true_acc, dtype=float).tolist(),
-            module.cost_metric: objectives[:, 1].tolist(),
         }
 
     def _retrain_config(self, trainer: L.Trainer, module: SupernetModule, arch: str, out: Path) -> str:

@@ -30,7 +30,7 @@ CIFAR_FILES = {
 }
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-#: CIFAR-100's own channel statistics, as NAS-Bench-201 normalises it ((129.3, 124.1, 112.4) and (68.2, 65.4, 70.4) / 255)
+#: CIFAR-100's own channel statistics, as NAS-Bench-201 normalises it: (129.3, 124.1, 112.4), (68.2, 65.4, 70.4) / 255
 CIFAR100_MEAN = tuple(v / 255 for v in (129.3, 124.1, 112.4))
 CIFAR100_STD = tuple(v / 255 for v in (68.2, 65.4, 70.4))
 #: dataset -> (mean, std) of its training images' channels
@@ -78,7 +78,8 @@ class CIFARDataModule(HWNASDataModule):
     """CIFAR-10/100 with the standard augmentation and a seeded validation split.
 
     Training images get a random 32×32 crop of the 4-pixel zero-padded image, a horizontal flip and optionally
-    cutout; all images are normalised with the dataset's own channel statistics (:data:`CIFAR_STATS`). ``val_size`` training images are held out
+    cutout; all images are normalised with the dataset's own channel statistics (:data:`CIFAR_STATS`).
+    ``val_size`` training images are held out
     (seeded) for validation; with ``val_size: 0`` the test set serves as the validation set, as NAS papers report.
 
     Args:

@@ -44,10 +44,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as err:
-        raise DatasetLayoutError(f"IDX file '{path}' cannot be read ({err}); expected an IDX file, plain or gzipped.") from None
+        raise DatasetLayoutError(
+            f"IDX file '{path}' cannot be read ({err}); expected an IDX file, plain or gzipped."
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DatasetLayoutError(f"IDX file '{path}' does not start with an IDX magic number (00 00 type ndim).")
     dtype, ndim = raw[2], raw[3]
@@ -75,7 +77,9 @@ def find_idx_file(root: Path, name: str, dataset: str) -> Path:
 
 
 def _layout() -> str:
-    return "the four official IDX files (" + ", ".join(n for pair in IDX_FILES.values() for n in pair) + ", plain or .gz)"
+    return (
+        "the four official IDX files (" + ", ".join(n for pair in IDX_FILES.values() for n in pair) + ", plain or .gz)"
+    )
 
 
 def load_idx_split(root: Path, split: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +140,9 @@ class IDXDataModule(HWNASDataModule):
         if channels not in (1, 3):
             raise ConfigError(f"{owner} channels must be 1 or 3, got {channels}.")
         if val_size < 0 or (train_size is not None and train_size < 1):
-            raise ConfigError(f"{owner} needs val_size >= 0 and train_size >= 1 or null, got {val_size} and {train_size}.")
+            raise ConfigError(
+                f"{owner} needs val_size >= 0 and train_size >= 1 or null, got {val_size} and {train_size}."
+            )
         if resize is not None and resize < 1:
             raise ConfigError(f"{owner} resize must be a positive side length or null, got {resize}.")
         self.seed = seed
@@ -181,7 +187,9 @@ class IDXDataModule(HWNASDataModule):
         images, labels = load_idx_split(root, "train", self.name)
         test_images, test_labels = load_idx_split(root, "test", self.name)
         if hp.val_size >= len(labels):
-            raise ConfigError(f"{type(self).__name__} val_size {hp.val_size} leaves no training images of {len(labels)}.")
+            raise ConfigError(
+                f"{type(self).__name__} val_size {hp.val_size} leaves no training images of {len(labels)}."
+            )
         train_idx, val_idx = seeded_split(len(labels), hp.val_size, hp.seed)
         if hp.train_size is not None and hp.train_size < len(train_idx):
             keep, _ = seeded_split(len(train_idx), len(train_idx) - hp.train_size, hp.seed + 1)

@@ -25,7 +25,7 @@ class TableCostModel(CostModel):
     Args:
         space: the search space the strings belong to.
         path: the table file.
-        directions: metric -> ``"min"``/``"max"`` for the columns to use (default: every column, minimised).
+        directions: metric -> ``"min"``/``"max"`` for the columns to use (default: every numeric column, minimised).
     """
 
     def __init__(self, space: SearchSpace, path: str | Path, directions: Mapping[str, str] | None = None) -> None:
@@ -41,7 +41,8 @@ class TableCostModel(CostModel):
                 f"Cost table '{self.path}' has no 'arch' column; expected one naming each architecture."
             )
         columns = [k for k in rows[0] if k != "arch"]
-        self.directions = dict(directions) if directions else {c: "min" for c in columns}
+        numeric = [c for c in columns if _is_number(rows[0][c])]  # text columns (a protocol name) are not metrics
+        self.directions = dict(directions) if directions else {c: "min" for c in numeric}
         missing = [m for m in self.directions if m not in columns]
         if missing:
             raise ConfigError(f"Cost table '{self.path}' has no column '{missing[0]}'; its columns are {columns}.")
@@ -54,6 +55,11 @@ class TableCostModel(CostModel):
                 raise UserInputError(
                     f"Cost table '{self.path}' row {line} holds a value that is not a number."
                 ) from None
+
+    @property
+    def archs(self) -> list[Any]:
+        """The architectures the table holds, in its row order."""
+        return list(self._values)
 
     def _read_rows(self) -> list[dict[str, Any]]:
         if self.path.suffix.lower() == ".json":
@@ -68,3 +74,11 @@ class TableCostModel(CostModel):
                 raise ConfigError(f"Cost table '{self.path}' has no row for {self.space.to_string(arch)}.")
         for metric in self.directions:
             out[metric] = np.array([self._values[a][metric] for a in archs])
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -3,8 +3,9 @@
 Phases, by epoch:
 
 1. **Warm-up** (``warmup_epochs`` = N_f): FairNAS strict fairness. Each step trains ``K`` single-path models that
-   together use every alive op of every layer once (:func:`~hwnas_pl.prpnas.fair_paths`); their losses are summed,
-   so the gradients accumulate into one optimiser step.
+   together use every alive op of every layer once (:func:`~hwnas_pl.prpnas.fair_paths`); their gradients
+   accumulate into one optimiser step. Validation during warm-up averages the fair paths (batch ``b`` runs path
+   ``b mod K`` of a fixed fair group), since the argmax of a uniform α is an arbitrary cell.
 2. **Search** (the remaining epochs, N_p): each step trains one path, ``argmax(α)`` per layer (the thesis) or a
    path sampled from ``softmax(α)`` (``path: sample``).
 
@@ -44,9 +45,10 @@ from hwnas_pl.modules.tasks import ClassificationTask, Task
 from hwnas_pl.nn.loss_terms import LossTerm
 from hwnas_pl.prpnas import fair_paths, masked_softmax, sample_paths
 from hwnas_pl.spaces.base import SearchSpace
-from hwnas_pl.spaces.supernet import batch_statistics
+from hwnas_pl.spaces.supernet import batch_statistics, recalibrated_statistics
 
 PATH_RULES = ("argmax", "sample")
+BN_MODES = ("batch", "recalibrate")
 
 #: A task class given in YAML by class_path and init_args, called with ``(num_classes, input_shape)``.
 TaskFactory = Callable[[int, Sequence[int]], Task]
@@ -77,6 +79,13 @@ class SupernetModule(HWNASModule):
         task: the task, a class called with ``(num_classes, input_shape)`` (YAML: class_path + init_args, e.g.
             :class:`~hwnas_pl.modules.tasks.SegmentationTask`); default classification.
         loss_terms: regularizers added to the training loss of every path.
+        heldout_score: the default classification task's sub-network score, ``accuracy`` or ``cross_entropy``.
+        bn_mode: BatchNorm when a sub-network's held-out score is estimated: ``batch`` (the held-out batch's own
+            statistics) or ``recalibrate`` (running statistics recomputed for each path over
+            ``recalibration_batches`` training batches, then eval mode; SPOS).
+        recalibration_batches: training batches per recalibration.
+        heldout_batch_size: cut the held-out samples into batches of this size per device (default: the validation
+            loader's), so batch statistics do not depend on how many devices share the global batch.
     """
 
     loss_name = "supernet training loss"
@@ -96,10 +105,21 @@ class SupernetModule(HWNASModule):
         label_smoothing: float = 0.0,
         task: TaskFactory | None = None,
         loss_terms: Sequence[LossTerm] | None = None,
+        heldout_score: str = "accuracy",
+        bn_mode: str = "batch",
+        recalibration_batches: int = 4,
+        heldout_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         if path not in PATH_RULES:
             raise ConfigError(f"SupernetModule path must be one of {', '.join(PATH_RULES)}, got '{path}'.")
+        if bn_mode not in BN_MODES:
+            raise ConfigError(f"SupernetModule bn_mode must be one of {', '.join(BN_MODES)}, got '{bn_mode}'.")
+        if recalibration_batches < 1 or (heldout_batch_size is not None and heldout_batch_size < 1):
+            raise ConfigError(
+                "SupernetModule recalibration_batches and heldout_batch_size must be >= 1, got "
+                f"{recalibration_batches} and {heldout_batch_size}."
+            )
         if warmup_epochs < 0:
             raise ConfigError(f"SupernetModule warmup_epochs must be 0 or more, got {warmup_epochs}.")
         if num_classes < 2 and task is None:
@@ -109,7 +129,7 @@ class SupernetModule(HWNASModule):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = num_classes
         built = task(num_classes, self.input_shape) if task is not None else None
-        built = built or ClassificationTask(num_classes, self.input_shape, label_smoothing)
+        built = built or ClassificationTask(num_classes, self.input_shape, label_smoothing, heldout_score)
         self.compose(built, space.build_supernet(num_classes, self.input_shape), loss_terms, net_attribute="supernet")
         if hasattr(self, "val_acc_best"):  # supernet checkpoints never held it: keep their keys
             self.val_acc_best.persistent(False)
@@ -138,8 +158,14 @@ class SupernetModule(HWNASModule):
         self.rng = np.random.default_rng(seed)
         self.pruned: list[tuple[int, str]] = []
         self._cost_cache: dict[tuple[int, ...], float] = {}
+        self.bn_mode, self.recalibration_batches = bn_mode, recalibration_batches
+        self.heldout_batch_size = heldout_batch_size
         self._heldout: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._heldout_asked = 0
+        self._recalibration: list[torch.Tensor] = []
+        self._argmax_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._val_paths: np.ndarray | None = None
+        self._val_batch = 0
 
     #: the default classification task's setting, where older code read it on the module
     label_smoothing = property(lambda self: getattr(self.task, "label_smoothing", 0.0))
@@ -172,8 +198,15 @@ class SupernetModule(HWNASModule):
         return masked_softmax(self.alpha, self.alive_mask)
 
     def argmax_path(self) -> np.ndarray:
-        """The op of largest α in every layer (ties: the space's first alive op)."""
-        return self.alpha_probs().detach().argmax(dim=1).cpu().numpy()
+        """The op of largest α in every layer (ties: the space's first alive op).
+
+        Recomputed only when α or the alive ops changed (their version counters), so a training step does not
+        wait for the device; change α in place under ``torch.no_grad()``, not through ``.data``.
+        """
+        key = (self.alpha._version, self.alive_mask._version)
+        if self._argmax_cache is None or self._argmax_cache[0] != key:
+            self._argmax_cache = (key, self.alpha_probs().detach().argmax(dim=1).cpu().numpy())
+        return self._argmax_cache[1].copy()
 
     def sample_subnets(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` distinct paths through the alive ops, ``(n, L)`` op indices."""
@@ -210,23 +243,50 @@ class SupernetModule(HWNASModule):
                 if len(self._heldout) == num_batches:
                     break
             self._heldout_asked = num_batches
-        return self._heldout[:num_batches]
+            if self.heldout_batch_size is not None and self._heldout:
+                x = torch.cat([b[0] for b in self._heldout])
+                y = torch.cat([b[1] for b in self._heldout])
+                self._heldout = list(zip(x.split(self.heldout_batch_size), y.split(self.heldout_batch_size)))
+                return self._heldout
+        return self._heldout if self.heldout_batch_size is not None else self._heldout[:num_batches]
+
+    def recalibration_inputs(self) -> list[torch.Tensor]:
+        """``recalibration_batches`` fixed training batches (this rank's part), kept on the device.
+
+        Read from the training dataset with a loader of its own (the first samples of a seeded permutation), so
+        the training loader's epoch is not disturbed.
+        """
+        if not self._recalibration:
+            dataset = self.trainer.train_dataloader.dataset
+            batch = self.trainer.train_dataloader.batch_size or 64
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(7))
+            take = order[rank::world][: batch * self.recalibration_batches].tolist()
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, take), batch_size=batch)
+            self._recalibration = [self.task.unpack(b)[0].to(self.device) for b in loader]
+        return self._recalibration
+
+    def _path_statistics(self, ops: tuple[str, ...]):
+        """The BatchNorm context of one path's estimate (``bn_mode``)."""
+        if self.bn_mode == "recalibrate":
+            return recalibrated_statistics(self.supernet, lambda z: self.supernet(z, ops), self.recalibration_inputs())
+        return batch_statistics(self.supernet)
 
     @torch.no_grad()
     def estimate_accuracy(self, paths: np.ndarray, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
         """The task's held-out score of each path with the shared weights on ``batches``.
 
-        Top-1 accuracy for classification, mIoU for segmentation, −AAE for regression, from statistics summed over
-        every rank's batches.
+        Top-1 accuracy (or −cross-entropy) for classification, mIoU for segmentation, −AAE for regression, from
+        statistics summed over every rank's batches; BatchNorm as ``bn_mode`` says.
         """
         rows = []
-        with batch_statistics(self.supernet):
-            for path in paths:
-                ops = self.ops_of(path)
+        for path in paths:
+            ops = self.ops_of(path)
 
-                def net(z: torch.Tensor, ops: tuple[str, ...] = ops) -> torch.Tensor:
-                    return self.supernet(z, ops)
+            def net(z: torch.Tensor, ops: tuple[str, ...] = ops) -> torch.Tensor:
+                return self.supernet(z, ops)
 
+            with self._path_statistics(ops):
                 rows.append(torch.stack([self.task.score_state(self.task.infer(net, x), y) for x, y in batches]).sum(0))
         stats = torch.stack(rows).to(self.device)
         if self._trainer is not None and self.trainer.world_size > 1:
@@ -320,14 +380,28 @@ class SupernetModule(HWNASModule):
             outputs = self.supernet(x, self.ops_of(p))
             loss = loss + self.task.loss(outputs, y)
         self.log("supernet/phase", float(self.phase == "search"), on_step=False, on_epoch=True)
-        self.log("supernet/alive_ops", float(self.alive_mask.sum()), on_step=False, on_epoch=True)
+        alive_ops = float(sum(len(ops) for ops in self.alive_indices()))  # from the network: no device sync
+        self.log("supernet/alive_ops", alive_ops, on_step=False, on_epoch=True)
         return loss, outputs, loss.detach() / len(paths)
 
     @override
+    def on_validation_epoch_start(self) -> None:
+        self._val_paths = fair_paths(self.alive_indices(), np.random.default_rng(12345))
+
+    @override
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._val_batch = batch_idx
+        super().validation_step(batch, batch_idx)
+
+    @override
     def evaluation_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """The argmax path's outputs, BatchNorm on batch statistics."""
+        """The argmax path's outputs (warm-up validation: fair path ``batch mod K``), BatchNorm on batch statistics."""
+        ops = None
+        validating = self._trainer is not None and (self.trainer.validating or self.trainer.sanity_checking)
+        if validating and self.phase == "warmup" and self._val_paths is not None:
+            ops = self.ops_of(self._val_paths[self._val_batch % len(self._val_paths)])
         with batch_statistics(self.supernet):
-            return self.task.infer(self, x)
+            return self.task.infer(lambda z: self(z, ops), x)
 
     @override
     def configure_optimizers(self) -> Any:

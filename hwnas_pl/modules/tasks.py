@@ -123,16 +123,27 @@ class ClassificationTask(Task):
         num_classes: number of classes.
         input_shape: shape of one sample.
         label_smoothing: label smoothing of the cross-entropy.
+        heldout_score: what ranks sub-networks on held-out data: ``accuracy`` (top-1) or ``cross_entropy`` (its
+            negated mean: continuous, where two batches of accuracy move in steps of 1/256).
     """
 
     monitor = "val/acc"
     higher_is_better = True
 
-    def __init__(self, num_classes: int, input_shape: Sequence[int] = (3, 32, 32), label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int] = (3, 32, 32),
+        label_smoothing: float = 0.0,
+        heldout_score: str = "accuracy",
+    ):
         super().__init__(num_classes, input_shape)
         if self.num_classes < 2:
             raise ConfigError(f"Classification needs num_classes >= 2, got {num_classes}.")
+        if heldout_score not in ("accuracy", "cross_entropy"):
+            raise ConfigError(f"heldout_score must be 'accuracy' or 'cross_entropy', got '{heldout_score}'.")
         self.label_smoothing = label_smoothing
+        self.heldout_score = heldout_score
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         expected = (y.shape[0], self.num_classes)
@@ -168,12 +179,15 @@ class ClassificationTask(Task):
         module.log("val/acc_best", module.val_acc_best.compute(), sync_dist=True)
 
     def score_state(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(correct, samples)."""
-        correct = (outputs.argmax(dim=1) == y).sum()
-        return torch.stack([correct.double(), torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device)])
+        """(correct, samples, summed cross-entropy)."""
+        correct = (outputs.argmax(dim=1) == y).sum().double()
+        ce = F.cross_entropy(outputs.double(), y, reduction="sum")
+        return torch.stack([correct, torch.tensor(float(y.numel()), dtype=torch.float64, device=y.device), ce])
 
     def score(self, state: torch.Tensor) -> float:
-        """Top-1 accuracy."""
+        """Top-1 accuracy, or the negated mean cross-entropy (``heldout_score``)."""
+        if getattr(self, "heldout_score", "accuracy") == "cross_entropy":
+            return float(-state[2] / state[1].clamp_min(1))
         return float(state[0] / state[1].clamp_min(1))
 
     def retrain_model(self, backbone: dict[str, Any]) -> dict[str, Any]:

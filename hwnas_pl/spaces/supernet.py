@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -139,3 +140,33 @@ def batch_statistics(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
             if tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
+
+
+@contextlib.contextmanager
+def recalibrated_statistics(
+    module: nn.Module, forward: Callable[[torch.Tensor], Any], batches: Sequence[torch.Tensor]
+) -> Iterator[None]:
+    """Run ``module``'s BatchNorm layers on statistics recomputed for one path, then put the old ones back.
+
+    The running statistics are reset and re-estimated as the plain average over ``forward`` (the path) applied to
+    ``batches`` (training inputs), and the layers run in eval mode inside the block (SPOS, Guo et al. 2020): a
+    sub-network's estimate then depends neither on the held-out batch size nor on the number of devices.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.training, m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in norms]
+    try:
+        with torch.no_grad():
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the recalibration batches
+                m.train()
+            for x in batches:
+                forward(x)
+            for m in norms:
+                m.eval()
+        yield
+    finally:
+        for m, (training, momentum, state) in zip(norms, saved):
+            m.load_state_dict(state)
+            m.momentum = momentum
+            m.train(training)

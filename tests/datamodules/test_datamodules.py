@@ -107,7 +107,8 @@ def test_imagenet16_validation_and_test_are_nas_bench_201s_published_split(tmp_p
 
     xvalid, xtest = read_nb201_split(NB201_XVALID, 6000)
     autodl = tmp_path / "imagenet-16-120-test-split.txt"
-    autodl.write_text(json.dumps({k: ["int", [str(v) for v in idx]] for k, idx in (("xvalid", xvalid), ("xtest", xtest))}))
+    lists = {"xvalid": xvalid, "xtest": xtest}
+    autodl.write_text(json.dumps({k: ["int", [str(v) for v in idx]] for k, idx in lists.items()}))
     other = ImageNet16DataModule(str(tmp_path), split_file=str(autodl), num_workers=0)
     other.setup()
     assert torch.equal(other.data_test.labels, dm.data_test.labels)

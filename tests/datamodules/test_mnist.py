@@ -60,7 +60,7 @@ def test_mnist_in_torchvisions_raw_folder_with_plain_files(tmp_path):
 def test_missing_truncated_and_foreign_files_are_named(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"Fashion-MNIST data_dir '.*nowhere' does not exist"):
         FashionMNISTDataModule(str(tmp_path / "nowhere"))
-    with pytest.raises(DatasetLayoutError, match=r"has no 'train-images-idx3-ubyte' \(or 'train-images-idx3-ubyte.gz'\)"):
+    with pytest.raises(DatasetLayoutError, match=r"no 'train-images-idx3-ubyte' \(or 'train-images-idx3-ubyte.gz'\)"):
         FashionMNISTDataModule(str(tmp_path))
     write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
