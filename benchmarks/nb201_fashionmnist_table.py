@@ -6,7 +6,7 @@ Kendall tau is the ceiling of those rankings. How the shipped table was made (``
 
 - cells: ``--cells`` architectures drawn uniformly from all 15,625 cells (``numpy.random.default_rng(0)``, the
   degenerate ones included), in that order; the table holds the first ones that finished.
-- network: NAS-Bench-201's macro skeleton with ``channels`` C and ``cells_per_stage`` N (one cell per stage, C=8).
+- network: NAS-Bench-201's macro skeleton with ``channels`` C and ``cells_per_stage`` N (C=4, two cells per stage).
 - data: Fashion-MNIST's official IDX files; images resized (bilinear, antialiased) to ``resize`` pixels,
   standardised; ``train_size`` training images (seeded subset of the 55,000 left after the 5,000-image
   validation split, seed 42); accuracy on the full 10,000-image test set (``test_acc_s<seed>``) and on the
@@ -20,6 +20,11 @@ The CSV (columns ``arch``, ``test_acc_s0``, ``test_acc_s1``, ``test_acc`` (mean)
 is appended at once, and a rerun resumes after the cells already there (it refuses a CSV of another protocol).
 The protocol is also written next to it as ``<csv>.json``. A GPU user regenerates it at full size with, e.g.,
 ``--resize 28 --channels 16 --train-size 55000 --epochs 30 --cells 200``.
+
+Why this protocol (pilots on 2 CPU cores, same seeds): C=8 with one cell per stage converges every cell into a
+87.2–89.8 % band (15 cells, quartiles 88.7–89.2) where two seeds differ by 0.24 points on average: seed-to-seed
+tau 0.72. C=4 with two cells per stage costs the same per cell and spreads the cells over 83–88 % with about the
+same seed noise, so architecture, not the seed, decides the order.
 
     python benchmarks/nb201_fashionmnist_table.py --cells 20 --out /tmp/pilot.csv   # a pilot
     python benchmarks/nb201_fashionmnist_table.py                                 # the shipped table
@@ -171,11 +176,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--data-dir", default=DATA_DIR)
-    ap.add_argument("--cells", type=int, default=80, help="cells of the fixed sample to train")
+    ap.add_argument("--cells", type=int, default=64, help="cells of the fixed sample to train")
     ap.add_argument("--workers", type=int, default=2, help="cells trained in parallel, one thread each")
     ap.add_argument("--resize", type=int, default=16)
-    ap.add_argument("--channels", type=int, default=8)
-    ap.add_argument("--cells-per-stage", type=int, default=1)
+    ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--cells-per-stage", type=int, default=2)
     ap.add_argument("--train-size", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.1)

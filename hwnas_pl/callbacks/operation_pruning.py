@@ -20,18 +20,26 @@ from hwnas_pl.prpnas import greedy_hvi_selection
 class OperationPruning(L.Callback):
     r"""Delete the ops that no Pareto-selected sub-network uses (thesis §3.3, Algorithm 2 step 3, Eq. 3.10).
 
-    At the end of each epoch in ``at_epochs`` (0-based): sample ``num_samples`` sub-networks, keep those of Pareto
-    ranks 1–2, choose ``keep`` of them by greedy hypervolume improvement (:func:`~hwnas_pl.prpnas.greedy_hvi_selection`)
-    and prune, in every layer, each op none of the chosen uses. The reference point is the nadir of the pre-sampled
-    sub-networks (their lowest accuracy and highest cost, pushed out by ``ref_margin`` of the range): the thesis's
-    "pre-sampled low-accuracy, high-latency sub-network" [AMBIG: which one is not said].
+    At the end of each epoch in ``at_epochs`` (0-based), and of every ``every_n_epochs``-th search epoch when set
+    (Algorithm 2 prunes in every search epoch: ``every_n_epochs: 1``): sample ``num_samples`` sub-networks, keep
+    those of Pareto ranks 1–2, choose ``keep`` of them by greedy hypervolume improvement
+    (:func:`~hwnas_pl.prpnas.greedy_hvi_selection`) and prune, in every layer, each op none of the chosen uses. The
+    reference point is the nadir of the pre-sampled sub-networks (their lowest accuracy and highest cost, pushed out
+    by ``ref_margin`` of the range): the thesis's "pre-sampled low-accuracy, high-latency sub-network" [AMBIG: which
+    one is not said].
 
-    The per-op HVI of Eq. 3.10, HV(P) − HV(P ∖ S_op) over the sub-networks S_op that use the op, is reported with
-    each pruning in :attr:`records` (and the checkpoint). A pruning missed because a run stopped between the epoch
-    end and its checkpoint is done at the start of the next epoch.
+    The decision is "used by none of the HVI-selected sub-networks"; the per-op HVI of Eq. 3.10,
+    HV(P) − HV(P ∖ S_op) over the sub-networks S_op that use the op, is computed and reported with each pruning in
+    :attr:`records` (and the checkpoint), not used to decide. A pruning missed because a run stopped between the
+    epoch end and its checkpoint is done at the start of the next epoch.
+
+    Pruning shrinks the supernet's memory and the search space; with single-path training (one path per search
+    step) it does not make a step faster. The thesis's 3.8 vs 15.1 GPU-days (Table 3.11) come from its
+    multi-path training.
 
     Args:
         at_epochs: epochs after which to prune.
+        every_n_epochs: also prune after every this many search epochs (``null``: only ``at_epochs``).
         num_samples: sub-networks sampled per pruning.
         keep: n, sub-networks chosen by hypervolume improvement.
         num_batches: held-out batches per accuracy estimate.
@@ -42,6 +50,7 @@ class OperationPruning(L.Callback):
     def __init__(
         self,
         at_epochs: Sequence[int] = (30,),
+        every_n_epochs: int | None = None,
         num_samples: int = 100,
         keep: int = 10,
         num_batches: int = 2,
@@ -50,7 +59,10 @@ class OperationPruning(L.Callback):
     ) -> None:
         if keep < 1 or keep > num_samples:
             raise ConfigError(f"OperationPruning needs 1 <= keep <= num_samples, got {keep} and {num_samples}.")
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise ConfigError(f"OperationPruning every_n_epochs must be >= 1 or null, got {every_n_epochs}.")
         self.at_epochs = sorted(int(e) for e in at_epochs)
+        self.every_n_epochs = every_n_epochs
         self.num_samples, self.keep, self.num_batches, self.ref_margin = num_samples, keep, num_batches, ref_margin
         self.rng = np.random.default_rng(seed)
         self.records: list[dict[str, Any]] = []
@@ -69,15 +81,24 @@ class OperationPruning(L.Callback):
             module = supernet_of(pl_module, "OperationPruning")
             check_sample_size("num_samples", self.num_samples, module, "OperationPruning")
 
+    def scheduled(self, epoch: int, module: SupernetModule) -> bool:
+        """Whether a pruning is due after ``epoch``."""
+        search_epoch = epoch - module.warmup_epochs  # 0 for the first search epoch
+        every = self.every_n_epochs
+        return epoch in self.at_epochs or (every is not None and search_epoch >= 0 and (search_epoch + 1) % every == 0)
+
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last = trainer.current_epoch - 1  # prunings due after earlier epochs that their checkpoints missed
         for epoch in self.at_epochs:
-            if epoch < trainer.current_epoch and epoch not in self.done:
+            if epoch < last and epoch not in self.done:
                 self.prune(trainer, pl_module, epoch)
+        if last >= 0 and self.scheduled(last, pl_module) and last not in self.done:
+            self.prune(trainer, pl_module, last)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch in self.at_epochs and trainer.current_epoch not in self.done:
+        if self.scheduled(trainer.current_epoch, pl_module) and trainer.current_epoch not in self.done:
             self.prune(trainer, pl_module, trainer.current_epoch)
 
     def prune(self, trainer: L.Trainer, module: SupernetModule, epoch: int) -> dict[str, Any]:

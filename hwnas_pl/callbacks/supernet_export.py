@@ -30,8 +30,9 @@ class SupernetExport(L.Callback):
     - ``pareto_set.json``: the non-dominated sub-networks of a fresh sample of ``num_samples`` (plus the argmax
       path), each as ``{arch, est_acc, <cost metric>}`` in the space's string format.
     - ``retrain.yaml``: ``hwnas fit --config retrain.yaml`` trains the argmax architecture from scratch with the
-      task's module (:class:`~hwnas_pl.modules.ClassifierModule` for classification) with the same data and
-      optimiser.
+      task's module (:class:`~hwnas_pl.modules.ClassifierModule` for classification) on the same data, with the
+      space's ``retrain_recipe`` when it has one (NAS-Bench-201's: SGD Nesterov lr 0.1, cosine, wd 5e-4, batch
+      256) and the supernet's optimiser otherwise.
 
     The ranking-quality measure (Kendall tau against a reference, every epoch) is
     :class:`~hwnas_pl.callbacks.SupernetRanking`'s ``ranking.json``.
@@ -130,9 +131,17 @@ class SupernetExport(L.Callback):
         backbone = {"class_path": "hwnas_pl.spaces.ArchNetwork",
                     "init_args": {"space": module.space.config(), "arch": arch}}  # fmt: skip
         model = module.task.retrain_model(backbone)  # the task's own module: classifier, segmentation, regression
-        optimizer = module.hparams.get("optimizer")
-        if isinstance(optimizer, dict):
-            model["init_args"]["optimizer"] = optimizer
+        recipe = getattr(module.space, "retrain_recipe", None)
+        if recipe is not None:  # the space's own recipe (NAS-Bench-201's), its cosine over retrain_epochs
+            model["init_args"]["optimizer"] = recipe["optimizer"]
+            scheduler = {**recipe["scheduler"], "init_args": {**recipe["scheduler"]["init_args"]}}
+            if "T_max" in scheduler["init_args"]:
+                scheduler["init_args"]["T_max"] = self.retrain_epochs
+            model["init_args"]["scheduler"] = scheduler
+            if data is not None and "batch_size" in data["init_args"]:
+                data["init_args"]["batch_size"] = recipe["batch_size"]
+        elif isinstance(module.hparams.get("optimizer"), dict):
+            model["init_args"]["optimizer"] = module.hparams["optimizer"]
         config = {
             "seed_everything": 42,
             "trainer": {

@@ -109,7 +109,7 @@ class SupernetRanking(L.Callback):
         keep = np.array([all(int(i) in alive[j] for j, i in enumerate(p)) for p in self.paths], dtype=bool)
         paths, true_acc = self.paths[keep], self.true_acc[keep]
         est_acc = module.estimate_accuracy(paths, module.heldout_batches(self.num_batches))
-        cost = module.costs(paths)
+        cost = module.costs(paths) if len(paths) else np.zeros(0)
         true_ranks = pareto_ranks(np.stack([true_acc, cost], axis=1), DIRECTIONS)
         est_ranks = pareto_ranks(np.stack([est_acc, cost], axis=1), DIRECTIONS)
         scores = path_scores(module.alpha_probs().detach().cpu(), paths).numpy()

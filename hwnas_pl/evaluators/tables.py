@@ -15,6 +15,10 @@ from hwnas_pl.evaluators.base import CostModel, register_cost_model
 from hwnas_pl.spaces.base import SearchSpace
 
 
+#: the tables shipped with the package
+PACKAGE_TABLES = Path(__file__).resolve().parents[1] / "tables"
+
+
 @register_cost_model("table")
 class TableCostModel(CostModel):
     """Per-architecture metrics from a user's CSV or JSON file, so published device tables plug in.
@@ -22,15 +26,20 @@ class TableCostModel(CostModel):
     CSV: a header row with an ``arch`` column (the space's string) and one column per metric. JSON: a list of
     objects with ``arch`` and the metric keys, as ``pareto_front.json`` files are written.
 
+    The tables shipped with the package (``hwnas_pl/tables/``, e.g. ``nb201_fashionmnist.csv``, the Fashion-MNIST
+    NAS-Bench-201 table of ``benchmarks/nb201_fashionmnist_table.py``) are found by file name alone.
+
     Args:
         space: the search space the strings belong to.
-        path: the table file.
+        path: the table file, or the name of a table shipped with the package.
         directions: metric -> ``"min"``/``"max"`` for the columns to use (default: every numeric column, minimised).
     """
 
     def __init__(self, space: SearchSpace, path: str | Path, directions: Mapping[str, str] | None = None) -> None:
         super().__init__(space)
         self.path = Path(path)
+        if not self.path.is_file() and (PACKAGE_TABLES / self.path.name).is_file() and self.path.parent == Path("."):
+            self.path = PACKAGE_TABLES / self.path.name
         if not self.path.is_file():
             raise UserInputError(
                 f"Cost table '{self.path}' does not exist; expected a CSV or JSON file with an 'arch' column."

@@ -279,6 +279,8 @@ class SupernetModule(HWNASModule):
         Top-1 accuracy (or −cross-entropy) for classification, mIoU for segmentation, −AAE for regression, from
         statistics summed over every rank's batches; BatchNorm as ``bn_mode`` says.
         """
+        if len(paths) == 0:
+            return np.zeros(0)
         rows = []
         for path in paths:
             ops = self.ops_of(path)

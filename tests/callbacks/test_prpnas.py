@@ -427,6 +427,13 @@ def test_prpnas_digits_config_runs_end_to_end_exports_and_retrains(tmp_path):
     assert costs == sorted(costs) and accs == sorted(accs)  # a front: slower only if more accurate
     retrain = yaml.safe_load((export / "retrain.yaml").read_text())
     assert retrain["model"]["init_args"]["backbone"]["init_args"]["arch"] == arch["arch"]
+    # NAS-Bench-201's recipe, not the supernet's optimiser: SGD Nesterov lr 0.1, wd 5e-4, cosine, batch 256
+    assert (
+        retrain["model"]["init_args"]["optimizer"]["init_args"]
+        == NASBench201Space.retrain_recipe["optimizer"]["init_args"]
+    )
+    assert retrain["model"]["init_args"]["scheduler"]["init_args"]["T_max"] == retrain["trainer"]["max_epochs"] == 15
+    assert retrain["data"]["init_args"]["batch_size"] == 256
     code, out = _hwnas(
         "fit", "--config", str(export / "retrain.yaml"), "--trainer.max_epochs", "1", "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", cwd=tmp_path,
