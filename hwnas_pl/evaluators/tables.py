@@ -14,7 +14,6 @@ from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.base import CostModel, register_cost_model
 from hwnas_pl.spaces.base import SearchSpace
 
-
 #: the tables shipped with the package
 PACKAGE_TABLES = Path(__file__).resolve().parents[1] / "tables"
 
