@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from conftest import CONFIGS, hwnas_env
 
@@ -31,6 +32,7 @@ from hwnas_pl.prpnas import (
     sample_paths,
 )
 from hwnas_pl.spaces import MBConvSpace, NASBench201Space
+from hwnas_pl.spaces.supernet import batch_statistics
 
 HWNAS = str(Path(sys.executable).parent / "hwnas")
 DIGITS_PRPNAS = CONFIGS / "prpnas_nb201_digits.yaml"
@@ -269,6 +271,75 @@ def test_search_updates_alpha_prunes_ops_and_leaves_the_optimizer_consistent(tmp
     assert in_optimizer == {id(p) for n, p in module.named_parameters() if n != "alpha"}
     assert set(map(id, optimizer.state)) <= in_optimizer
     assert record["params_after"] == sum(p.numel() for p in module.supernet.parameters()) < record["params_before"]
+
+
+def test_pruning_every_search_epoch_as_algorithm_2(tmp_path):
+    pruning = OperationPruning(at_epochs=[], every_n_epochs=1, num_samples=20, keep=3, num_batches=1)
+    trainer = _trainer(tmp_path, 4, [ParetoRankAlphaUpdate(n=6, top_n=2, num_batches=1), pruning])
+    trainer.fit(_module(warmup_epochs=2), DigitsDataModule(batch_size=32))
+    assert [r["epoch"] for r in pruning.records] == [2, 3]  # the search epochs, not the warm-up
+    with pytest.raises(ConfigError, match="every_n_epochs must be >= 1 or null, got 0"):
+        OperationPruning(every_n_epochs=0)
+
+
+def test_argmax_path_follows_alpha_and_pruning_without_reading_the_device_each_step():
+    module = _module(warmup_epochs=0)
+    assert module.argmax_path().tolist() == [0] * 6  # uniform α: the first op
+    with torch.no_grad():
+        module.alpha[:, 3] = 1.0
+    assert module.argmax_path().tolist() == [3] * 6
+    calls = []
+    probs = module.alpha_probs
+    module.alpha_probs = lambda: (calls.append(1), probs())[1]
+    module.argmax_path(), module.argmax_path()
+    assert calls == []  # cached while α and the alive ops stay as they are
+    module.prune_ops([(2, "nor_conv_3x3")])
+    assert module.argmax_path()[2] != 3 and calls == [1]
+
+
+def test_heldout_estimates_recalibrated_bn_fixed_batch_size_and_cross_entropy(tmp_path):
+    module = _module(warmup_epochs=0, bn_mode="recalibrate", recalibration_batches=2, heldout_batch_size=10)
+    trainer = _trainer(tmp_path, 1, limit_val_batches=2)
+    trainer.fit(module, DigitsDataModule(batch_size=32))
+    batches = module.heldout_batches(2)
+    assert [len(y) for _, y in batches] == [10] * 6 + [4]  # 2 batches of 32 cut into batches of 10
+    assert [len(x) for x in module.recalibration_inputs()] == [32, 32]
+    norms = [m for m in module.supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    paths = module.sample_subnets(3, np.random.default_rng(0))
+    acc = module.estimate_accuracy(paths, batches)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))  # put back after each path
+    assert all(m.training == t for m, t in zip(norms, [m.training for m in norms]))
+    # the same estimate by hand: recompute the statistics on the two training batches, then evaluate in eval mode
+    from hwnas_pl.spaces.supernet import recalibrated_statistics
+
+    ops = module.ops_of(paths[0])
+    with recalibrated_statistics(module.supernet, lambda z: module.supernet(z, ops), module.recalibration_inputs()):
+        assert not any(m.training for m in norms)
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        expected = float((module.supernet(x, ops).argmax(1) == y).float().mean())
+    assert acc[0] == pytest.approx(expected)
+    ce = _module(warmup_epochs=0, heldout_score="cross_entropy")
+    ce.supernet.load_state_dict(module.supernet.state_dict())
+    loss = ce.estimate_accuracy(paths[:1], batches)[0]
+    with torch.no_grad(), batch_statistics(ce.supernet):
+        by_hand = sum(F.cross_entropy(ce.supernet(x, ops), y, reduction="sum") for x, y in batches) / 64
+    assert loss == pytest.approx(-float(by_hand), rel=1e-6)
+
+
+def test_warmup_validation_averages_the_fair_paths(tmp_path):
+    """During warm-up α is uniform and its argmax an arbitrary cell: validation batch b runs fair path b mod K."""
+    module = _module(warmup_epochs=5)
+    seen = []
+    forward = module.supernet.forward
+    module.supernet.forward = lambda x, ops: (seen.append(tuple(ops)), forward(x, ops))[1]
+    trainer = _trainer(tmp_path, 1, limit_val_batches=5)
+    trainer.validate(module, DigitsDataModule(batch_size=32), verbose=False)
+    assert len(seen) == 5 and all(sorted(col) == sorted(SMALL_NB201_OPS) for col in zip(*seen))
+    seen.clear()
+    trainer.test(module, DigitsDataModule(batch_size=32), verbose=False)
+    assert set(seen) == {("none",) * 6}  # testing: the argmax path
 
 
 def test_alpha_updates_continue_when_pruning_leaves_fewer_sub_networks_than_n(tmp_path):

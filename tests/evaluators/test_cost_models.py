@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -110,6 +111,23 @@ def test_table_cost_model_csv_and_json(space, tmp_path):
         model.evaluate(["|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"])
     with pytest.raises(ConfigError, match="has no column 'power'"):
         TableCostModel(space, tmp_path / "t.csv", {"power": "min"})
+
+
+def test_shipped_fashion_mnist_table_is_found_by_name_and_its_text_column_is_not_a_metric(space, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no such file here: the package's own table
+    model = TableCostModel(space, "nb201_fashionmnist.csv")
+    assert "protocol" not in model.metrics and {"test_acc", "test_acc_s0", "test_acc_s1", "params"} <= set(
+        model.metrics
+    )
+    assert len(model.archs) >= 8
+    rows = list(csv.DictReader(model.path.open()))
+    first = rows[0]
+    # the mean column is the mean of the two seeds' accuracies (3 decimals)
+    assert float(first["test_acc"]) == pytest.approx(
+        (float(first["test_acc_s0"]) + float(first["test_acc_s1"])) / 2, abs=1e-3
+    )
+    assert model.evaluate([first["arch"]])["test_acc"].tolist() == [float(first["test_acc"])]
+    assert all(r["protocol"] == first["protocol"] for r in rows)
 
 
 def test_cost_model_rejects_architectures_of_other_spaces(space):
