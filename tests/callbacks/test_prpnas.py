@@ -197,6 +197,22 @@ def test_warmup_step_trains_every_op_once_and_search_step_trains_the_argmax_path
     assert seen == [("nor_conv_3x3",) * 6]
 
 
+def test_per_path_warmup_backward_gives_the_summed_gradients_holding_one_graph():
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    grads, losses = {}, {}
+    for mode in ("summed", "per_path"):
+        torch.manual_seed(0)
+        module = _module(warmup_backward=mode, seed=3)
+        loss = module.training_step((x, y), 0)
+        loss.backward()
+        losses[mode] = loss.item()
+        grads[mode] = {n: p.grad.clone() for n, p in module.supernet.named_parameters() if p.grad is not None}
+    assert losses["per_path"] == pytest.approx(losses["summed"], rel=1e-6)  # the value is the summed loss too
+    assert grads["per_path"].keys() == grads["summed"].keys() and len(grads["summed"]) > 10
+    for name, g in grads["summed"].items():
+        torch.testing.assert_close(grads["per_path"][name], g, rtol=1e-5, atol=1e-6)
+
+
 SMALL_NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
