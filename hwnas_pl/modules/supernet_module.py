@@ -8,8 +8,8 @@ Phases, by epoch:
    backpropagated as soon as it has run, so only one path's graph is held at a time (the summed loss held all
    ``K``: 2.6 vs 1.2 GiB of extra peak memory for NAS-Bench-201 C=16 N=5 at batch 128 on CPU); its gradient
    enters the step's single backward as a zero-valued term, so DDP's reduction, mixed-precision scaling and
-   gradient accumulation treat it like the last path's. Validation during warm-up averages the fair paths (batch ``b`` runs path
-   ``b mod K`` of a fixed fair group), since the argmax of a uniform α is an arbitrary cell.
+   gradient accumulation treat it like the last path's. Validation during warm-up averages the fair paths
+   (batch ``b`` runs path ``b mod K`` of a fixed fair group), since the argmax of a uniform α is an arbitrary cell.
 2. **Search** (the remaining epochs, N_p): each step trains one path, ``argmax(α)`` per layer (the thesis) or a
    path sampled from ``softmax(α)`` (``path: sample``).
 
