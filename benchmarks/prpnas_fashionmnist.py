@@ -109,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=None, help="max_epochs (default: the config's)")
     parser.add_argument("--warmup", type=int, default=None, help="N_f of the alpha run (default: the config's)")
+    parser.add_argument("--override", nargs="*", default=[], help="more hwnas fit arguments, e.g. a smoke check's "
+                        "--trainer.limit_train_batches 3")  # fmt: skip
     args = parser.parse_args()
     import yaml
 
@@ -126,8 +128,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="prpnas_fmnist_"))
     result: dict = {"table": {"cells": len(rows), "protocol": protocol["protocol"], "seed_tau_ceiling": ceiling}}
     runs = {
-        "alpha": ["--model.init_args.warmup_epochs", str(warmup)],
-        "fairnas": ["--model.init_args.warmup_epochs", str(epochs)],
+        "alpha": ["--model.init_args.warmup_epochs", str(warmup), *args.override],
+        "fairnas": ["--model.init_args.warmup_epochs", str(epochs), *args.override],
     }
     procs, started = {}, {}
     for name, extra in runs.items():  # the first run measures the LUT; the second starts once it is written
@@ -135,8 +137,8 @@ def main() -> None:
         procs[name] = start(name, out, epochs, extra)
         while name == "alpha" and not (out / "lut_cpu.json").exists() and procs[name].poll() is None:
             time.sleep(5)
-    by_arch = {r["arch"]: r for r in rows}
     for name in runs:
+        by_arch = {r["arch"]: r for r in csv.DictReader(TABLE.open())}  # read again: it may have grown meanwhile
         ranking, seconds = finish(name, out, procs[name], started[name])
         history = ranking["history"]
         last = history[-1]
