@@ -1,9 +1,10 @@
 """PRP-NAS (thesis §3.3) on Fashion-MNIST: does α make the supernet rank sub-networks as independent training does?
 
-Runs ``hwnas fit --config configs/prpnas_nb201_fashionmnist.yaml`` twice with the same seed, as a user would,
+Runs ``hwnas fit --config configs/prpnas_nb201_fashionmnist.yaml`` three times with the same seed, as a user would,
 side by side on one CPU thread each, sharing one latency LUT:
 
 - ``alpha``: the config (FairNAS warm-up, then the argmax(α) path with α updated from Pareto ranks every epoch);
+- ``alpha_sample``: the same with the search path sampled from softmax(α) (``path: sample``);
 - ``fairnas``: FairNAS strict-fairness training for every epoch, no α (``warmup_epochs`` = ``max_epochs``),
 
 with pruning off in both, so that every epoch ranks the same sub-networks: the cells of the Fashion-MNIST
@@ -18,7 +19,7 @@ the config's size and at NAS-Bench-201's (C=16, N=5, 32×32, batch 128).
 
 Thesis: tau 0.94 with α vs saturating at 0.7 without (NAS-Bench-201, CIFAR-10).
 
-    python benchmarks/prpnas_fashionmnist.py                        # the config's length (about 2 h on 2 cores)
+    python benchmarks/prpnas_fashionmnist.py                        # the config's length (about 35 min on 2 cores)
     python benchmarks/prpnas_fashionmnist.py --epochs 12 --warmup 4 # quicker
 """
 
@@ -129,10 +130,17 @@ def main() -> None:
     result: dict = {"table": {"cells": len(rows), "protocol": protocol["protocol"], "seed_tau_ceiling": ceiling}}
     runs = {
         "alpha": ["--model.init_args.warmup_epochs", str(warmup), *args.override],
+        "alpha_sample": [
+            "--model.init_args.warmup_epochs",
+            str(warmup),
+            "--model.init_args.path",
+            "sample",
+            *args.override,
+        ],
         "fairnas": ["--model.init_args.warmup_epochs", str(epochs), *args.override],
     }
     procs, started = {}, {}
-    for name, extra in runs.items():  # the first run measures the LUT; the second starts once it is written
+    for name, extra in runs.items():  # the first run measures the LUT; the others start once it is written
         started[name] = time.perf_counter()
         procs[name] = start(name, out, epochs, extra)
         while name == "alpha" and not (out / "lut_cpu.json").exists() and procs[name].poll() is None:
