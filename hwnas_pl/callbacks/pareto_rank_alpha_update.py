@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from hwnas_pl.callbacks.prpnas_sampling import (
@@ -121,7 +122,14 @@ class ParetoRankAlphaUpdate(L.Callback):
         else:
             self.optimizer = self.optimizer_factory([module.alpha])
         if self._pending_optimizer_state is not None:
-            self.optimizer.load_state_dict(self._pending_optimizer_state)
+            saved = self._pending_optimizer_state.get("param_groups", [{}])
+            if set(self.optimizer.param_groups[0]) - {"params"} <= set(saved[0]):
+                self.optimizer.load_state_dict(self._pending_optimizer_state)
+            else:  # a checkpoint of another α optimiser (Adam, the default before): its state does not apply
+                rank_zero_warn(
+                    "ParetoRankAlphaUpdate: the checkpoint's α optimiser state is not a "
+                    f"{type(self.optimizer).__name__}'s; α's optimiser starts afresh (α itself is restored)."
+                )
             self._pending_optimizer_state = None
 
     @override
@@ -165,7 +173,8 @@ class ParetoRankAlphaUpdate(L.Callback):
             loss.backward()
             self.optimizer.step()
         if trainer.world_size > 1:  # identical inputs give identical steps; rank 0's α makes it bit-exact
-            module.alpha.data.copy_(decide_on_rank_zero(trainer, lambda: module.alpha.data.cpu()))
+            with torch.no_grad():  # in place on the parameter: its version moves, so the cached argmax path follows
+                module.alpha.copy_(decide_on_rank_zero(trainer, lambda: module.alpha.detach().cpu()))
         self.updates += 1
         values = {
             "alpha/hinge": hinge.item(),

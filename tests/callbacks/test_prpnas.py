@@ -581,3 +581,26 @@ def test_callback_state_of_an_older_version_loads_with_defaults():
     assert pruning.records == [] and update.rng.bit_generator.state == pruning.rng.bit_generator.state == state
     update.load_state_dict({})  # nothing at all: the callback keeps its own seeded generator
     assert update.rng.bit_generator.state == state
+
+
+def test_an_adam_alpha_state_of_an_older_checkpoint_starts_the_sgd_afresh():
+    """Before α's default optimiser was SGD, checkpoints held Adam's state: it is dropped with a warning."""
+    import types
+
+    module = _module()
+    adam = torch.optim.Adam([module.alpha], lr=0.05)
+    module.alpha.grad = torch.ones_like(module.alpha)
+    adam.step()
+    update = ParetoRankAlphaUpdate()
+    update.load_state_dict({"optimizer": adam.state_dict()})
+    with pytest.warns(UserWarning, match="optimiser state is not a SGD's; α's optimiser starts afresh"):
+        update.on_fit_start(types.SimpleNamespace(), module)
+    assert isinstance(update.optimizer, torch.optim.SGD) and not update.optimizer.state
+    sgd = ParetoRankAlphaUpdate()
+    saved = torch.optim.SGD([module.alpha], lr=2.0, momentum=0.9)
+    saved.step()
+    sgd.load_state_dict({"optimizer": saved.state_dict()})
+    sgd.on_fit_start(types.SimpleNamespace(), module)
+    assert torch.equal(
+        sgd.optimizer.state[module.alpha]["momentum_buffer"], saved.state[module.alpha]["momentum_buffer"]
+    )
