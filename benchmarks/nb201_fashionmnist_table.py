@@ -24,8 +24,8 @@ The protocol is also written next to it as ``<csv>.json``. A GPU user regenerate
 Why this protocol (pilots on 2 CPU cores, same seeds): C=8 with one cell per stage converges every cell into a
 87.2–89.8 % band (15 cells, quartiles 88.7–89.2) where two seeds differ by 0.24 points on average: seed-to-seed
 tau 0.72. C=4 with two cells per stage costs the same per cell and spreads the cells over 83.5–89.1 %, but its
-seeds differ by 0.62 points on average: on the first 30 cells the seed-to-seed tau is 0.61, short of the 0.8 the
-table should reach. Neither fits the 2-core budget at >= 0.8; see the issue notes for what to try next.
+seeds differ by 0.53 points on average: over the 64 cells (81.0–89.1 %) the seed-to-seed tau is 0.67, short of
+the 0.8 the table should reach. Neither fits the 2-core budget at >= 0.8; see the issue notes for what to try next.
 
     python benchmarks/nb201_fashionmnist_table.py --cells 20 --out /tmp/pilot.csv   # a pilot
     python benchmarks/nb201_fashionmnist_table.py                                 # the shipped table
