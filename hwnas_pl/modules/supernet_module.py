@@ -255,12 +255,11 @@ class SupernetModule(HWNASModule):
                 if len(self._heldout) == num_batches:
                     break
             self._heldout_asked = num_batches
-            if self.heldout_batch_size is not None and self._heldout:
-                x = torch.cat([b[0] for b in self._heldout])
-                y = torch.cat([b[1] for b in self._heldout])
-                self._heldout = list(zip(x.split(self.heldout_batch_size), y.split(self.heldout_batch_size)))
-                return self._heldout
-        return self._heldout if self.heldout_batch_size is not None else self._heldout[:num_batches]
+        batches = self._heldout[:num_batches]
+        if self.heldout_batch_size is None or not batches:
+            return batches
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        return list(zip(x.split(self.heldout_batch_size), y.split(self.heldout_batch_size)))
 
     def recalibration_inputs(self) -> list[torch.Tensor]:
         """``recalibration_batches`` fixed training batches (this rank's part), kept on the device.
