@@ -51,6 +51,12 @@ def best_first(objectives: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     return np.lexsort((-objectives[:, 0], ranks))
 
 
+def all_alive(module: SupernetModule, paths: np.ndarray) -> np.ndarray:
+    """Mask of the ``paths`` whose every op is still alive in the supernet (all of them before any pruning)."""
+    alive = module.alive_indices()
+    return np.array([all(int(i) in alive[j] for j, i in enumerate(p)) for p in paths], dtype=bool)
+
+
 class Reference:
     """Ground-truth accuracy of sub-networks from a cost model: a benchmark table or any accuracy model.
 
@@ -76,9 +82,7 @@ class Reference:
 
     def alive_rows(self, module: SupernetModule) -> np.ndarray:
         """The table's paths whose every op is still alive (all of them before any pruning)."""
-        alive = module.alive_indices()
-        keep = np.array([all(int(i) in alive[j] for j, i in enumerate(p)) for p in self.table], dtype=bool)
-        return self.table[keep]
+        return self.table[all_alive(module, self.table)]
 
     def sample(self, module: SupernetModule, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` distinct alive paths (a table: ``min(n, rows alive)`` of its rows)."""

@@ -21,7 +21,7 @@ import lightning as L
 import numpy as np
 from typing_extensions import override
 
-from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, Reference, supernet_of
+from hwnas_pl.callbacks.prpnas_sampling import DIRECTIONS, Reference, all_alive, supernet_of
 from hwnas_pl.distributed import write_on_rank_zero
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.evaluators.base import CostModelFactory
@@ -105,8 +105,7 @@ class SupernetRanking(L.Callback):
 
     def measure(self, trainer: L.Trainer, module: SupernetModule) -> dict[str, Any]:
         """Rank the alive part of the set now; append to the history and write ``ranking.json``."""
-        alive = module.alive_indices()
-        keep = np.array([all(int(i) in alive[j] for j, i in enumerate(p)) for p in self.paths], dtype=bool)
+        keep = all_alive(module, self.paths)
         paths, true_acc = self.paths[keep], self.true_acc[keep]
         est_acc = module.estimate_accuracy(paths, module.heldout_batches(self.num_batches))
         cost = module.costs(paths) if len(paths) else np.zeros(0)
