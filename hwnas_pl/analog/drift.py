@@ -75,18 +75,28 @@ class DriftResult:
 
     def at(self, seconds: float) -> float | None:
         """Mean accuracy at ``seconds`` (``None`` when it was not evaluated)."""
-        hits = [i for i, t in enumerate(self.times) if abs(t - seconds) < 1e-6 * seconds]
-        return float(self.mean()[hits[0]]) if hits else None
+        i = self.index(seconds)
+        return None if i is None else float(self.mean()[i])
 
     def avm(self) -> float | None:
         """acc(1 s) − acc(30 days), or ``None`` when either time is missing."""
         first, month = self.at(SECOND), self.at(MONTH)
         return None if first is None or month is None else first - month
 
+    def avm_trials(self) -> np.ndarray | None:
+        """acc(1 s) − acc(30 days) of each trial, or ``None`` when either time is missing."""
+        first, month = self.index(SECOND), self.index(MONTH)
+        return None if first is None or month is None else self.acc[:, first] - self.acc[:, month]
+
+    def index(self, seconds: float) -> int | None:
+        """Column of ``seconds`` in :attr:`acc` (``None`` when it was not evaluated)."""
+        hits = [i for i, t in enumerate(self.times) if abs(t - seconds) < 1e-6 * seconds]
+        return hits[0] if hits else None
+
     def sigma_1d(self) -> float | None:
         """Std over trials of the 1-day accuracy, or ``None`` when 1 day was not evaluated."""
-        hits = [i for i, t in enumerate(self.times) if abs(t - DAY) < 1e-6 * DAY]
-        return float(self.std()[hits[0]]) if hits else None
+        i = self.index(DAY)
+        return None if i is None else float(self.std()[i])
 
     def summary(self, prefix: str = "drift/") -> dict[str, float]:
         """Flat metrics: ``{prefix}acc@{t}``, ``{prefix}acc@{t}_std``, ``{prefix}avm``, ``{prefix}sigma_1d``."""
@@ -111,6 +121,29 @@ class DriftResult:
             "sigma_1d": self.sigma_1d(),
             **self.extra,
         }
+
+
+def difference_ci(a: np.ndarray | None, b: np.ndarray | None = None) -> dict | None:
+    """Mean of ``a`` (minus the mean of ``b``) with its 95 % confidence interval (``{"mean", "ci95"}``).
+
+    One sample: Student's t interval of the mean. Two samples: Welch's interval of the difference of means, with
+    the Welch–Satterthwaite degrees of freedom. ``None`` when a sample is missing or has fewer than two values.
+    """
+    from scipy import stats
+
+    if a is None or len(a) < 2 or (b is not None and len(b) < 2):
+        return None
+    a = np.asarray(a, dtype=float)
+    va = a.var(ddof=1) / len(a)
+    if b is None:
+        mean, var, dof = a.mean(), va, len(a) - 1
+    else:
+        b = np.asarray(b, dtype=float)
+        vb = b.var(ddof=1) / len(b)
+        mean, var = a.mean() - b.mean(), va + vb
+        dof = var**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if var > 0 else len(a) + len(b) - 2
+    half = float(stats.t.ppf(0.975, dof) * np.sqrt(var))
+    return {"mean": float(mean), "ci95": [float(mean) - half, float(mean) + half]}
 
 
 @torch.no_grad()

@@ -3,10 +3,14 @@
 ``transforms: [{class_path: hwnas_pl.analog.AnalogTransform, init_args: {preset: analognas}}]`` on any module maps
 its network's Linear/Conv layers onto tiles (:func:`~hwnas_pl.analog.conversion.to_analog`) and follows the training:
 
-- during the first ``digital_epochs`` epochs the tiles run without non-idealities (floating-point training of the
-  same network); afterwards weight noise, DAC/ADC quantization, output noise and weight clipping apply (HWA);
+- during the first ``digital_epochs`` epochs the tiles run in plain floating point (no non-idealities, input
+  ranges bypassed: :func:`~hwnas_pl.analog.inference.bypass_input_ranges`); afterwards weight noise, DAC/ADC
+  quantization, output noise, weight clipping and learned input ranges (initialised from the first HWA batches)
+  apply (HWA);
 - the weights at that switch (or those of ``digital_checkpoint``) are kept as the *digital* reference, which
-  :class:`~hwnas_pl.callbacks.DriftEvaluation` maps to analog for inference only;
+  :class:`~hwnas_pl.callbacks.DriftEvaluation` maps to analog for inference only
+  (:func:`~hwnas_pl.analog.inference.map_for_inference`);
+- aihwkit's learned input ranges and output scales are excluded from weight decay (:meth:`no_weight_decay`);
 - after each optimiser step the tiles run their post-update step (clipping, remapping) unless the optimiser is
   aihwkit's (``AnalogSGD`` does it itself);
 - under DDP the tiles' data-initialised input ranges are averaged over ranks until their initialisation ends;
@@ -26,7 +30,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from hwnas_pl.analog.conversion import plain_state_dict, restore_rpu_configs, set_tile_config, to_analog
-from hwnas_pl.analog.presets import RPU_OVERRIDES, make_rpu_config, training_free_config
+from hwnas_pl.analog.inference import bypass_input_ranges, restart_input_ranges
+from hwnas_pl.analog.presets import RPU_OVERRIDES, make_rpu_config, resolve_preset, training_free_config
 from hwnas_pl.checkpoint import check_state_dict_matches
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.nn.transforms import ModelTransform
@@ -65,7 +70,7 @@ class AnalogTransform(ModelTransform):
 
     def __init__(
         self,
-        preset: str = "standard_hwa",
+        preset: str = "standard_hwa_torch",
         tile_size: int | None = None,
         weight_noise: float | None = None,
         clip: float | None = None,
@@ -81,6 +86,7 @@ class AnalogTransform(ModelTransform):
             raise ConfigError(f"digital_epochs must be 0 or more, got {digital_epochs}.")
         overrides = dict(zip(RPU_OVERRIDES, (tile_size, weight_noise, clip, dac_bits, adc_bits, out_noise, g_max,
                                              digital_bias)))  # fmt: skip
+        preset = resolve_preset(preset)
         self.rpu_config = make_rpu_config(preset, **overrides)
         self.preset, self.digital_epochs, self.digital_checkpoint = preset, digital_epochs, digital_checkpoint
         #: weights of the digitally trained network (analog state-dict keys), the reference for drift comparisons
@@ -103,10 +109,20 @@ class AnalogTransform(ModelTransform):
         return module.current_epoch >= self.digital_epochs
 
     def set_phase(self, module: Any, phase: str) -> None:
-        """``"digital"`` (tiles without non-idealities) or ``"hwa"``."""
+        """``"digital"`` (plain floating point on the tiles) or ``"hwa"``."""
         if phase != self.phase:
             set_tile_config(module.net, self.rpu_config if phase == "hwa" else training_free_config(self.rpu_config))
+            if phase == "digital":
+                bypass_input_ranges(module.net)
             self.phase = phase
+
+    #: parameter name endings of aihwkit's learned periphery (DAC ranges, output scales)
+    PERIPHERY_PARAMETERS = ("input_range", "out_scaling_alpha")
+
+    def no_weight_decay(self, net: nn.Module) -> set[str]:
+        """Names of ``net``'s parameters that weight decay must not shrink: the tiles' learned input ranges and
+        output scales (weight decay on them would narrow the DAC range and rescale outputs, not regularise)."""
+        return {name for name, _ in net.named_parameters() if name.endswith(self.PERIPHERY_PARAMETERS)}
 
     def on_fit_start(self, module: Any) -> None:
         digital = "; ".join(f"{k}: {v}" for k, v in self.digital_layers.items()) or "none"
@@ -118,6 +134,8 @@ class AnalogTransform(ModelTransform):
             if self.phase == "digital" or (self.digital_epochs > 0 and self.digital_state is None):
                 self.digital_state = copy.deepcopy(module.net.state_dict())
                 module.net.remap_analog_weights()  # map the trained weights onto the tiles' full range
+                restart_input_ranges(module.net)  # initialised from the first HWA batches, as aihwkit does
+                self._input_ranges_synced = False  # ... and averaged over DDP ranks until then
             self.set_phase(module, "hwa")
         else:
             self.set_phase(module, "digital")

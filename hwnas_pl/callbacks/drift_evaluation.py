@@ -16,6 +16,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from hwnas_pl.analog import DEFAULT_TIMES, DriftResult, drift_accuracy, parse_time, set_tile_config, time_label
+from hwnas_pl.analog.drift import difference_ci
+from hwnas_pl.analog.inference import map_for_inference
 from hwnas_pl.analog.transform import AnalogTransform
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.io import save_figure_atomic, write_atomic
@@ -46,10 +48,15 @@ class DriftEvaluation(L.Callback):
     For each time ``t`` and each of ``trials`` programmings (see :func:`~hwnas_pl.analog.drift.drift_accuracy`) it
     logs ``drift/acc@{t}`` and ``drift/acc@{t}_std``, ``drift/avm`` = acc(1 s) − acc(30 d) and ``drift/sigma_1d``;
     with the module's digital reference weights it logs the same under ``drift_digital/`` (the digitally
-    trained network mapped to analog for inference only). It writes ``drift_report.json`` and
-    ``drift_accuracy.png`` (accuracy vs time, log axis) to ``output_dir`` and logs a W&B table and the plot.
-    Evaluated on a copy, so training is not disturbed. Under DDP each rank evaluates every ``world_size``-th
-    batch with the same programming noise and the counts are summed.
+    trained network mapped to analog for inference only by :func:`~hwnas_pl.analog.inference.map_for_inference`,
+    input ranges calibrated on ``calibration_batches`` training batches). The report compares the two by the
+    difference of their AVMs with a 95 % confidence interval over trials; their ratio is given only when both
+    drops are significantly positive. It writes ``drift_report.json`` and ``drift_accuracy.png`` (accuracy vs time,
+    log axis) to ``output_dir`` and logs a W&B table and the plot.
+
+    Evaluated on a copy on the strategy's root device, at the end of training (before Lightning's teardown moves
+    the module to the CPU), so training is not disturbed. Under DDP each rank evaluates every ``world_size``-th
+    batch with the same programming noise and the counts are summed on that device.
 
     Args:
         times: inference times, seconds or ``"1h"``/``"30d"``-style strings (default 1 s, 1 h, 1 d, 30 d, 1 y).
@@ -58,6 +65,7 @@ class DriftEvaluation(L.Callback):
         every_n_epochs: also evaluate after every n-th validation (``None``: only at the end of fit).
         compare_digital: also evaluate the digital reference weights when the module has them.
         output_dir: where the report and plot go (default: the trainer's ``default_root_dir``).
+        calibration_batches: training batches that calibrate the digital reference's input ranges.
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class DriftEvaluation(L.Callback):
         every_n_epochs: int | None = None,
         compare_digital: bool = True,
         output_dir: str | None = None,
+        calibration_batches: int = 10,
     ) -> None:
         self.times = sorted(parse_time(t) for t in times)
         if not self.times:
@@ -77,7 +86,9 @@ class DriftEvaluation(L.Callback):
         if every_n_epochs is not None and every_n_epochs < 1:
             raise ConfigError(f"DriftEvaluation every_n_epochs must be at least 1 or null, got {every_n_epochs}.")
         self.trials, self.seed, self.every_n_epochs = trials, seed, every_n_epochs
-        self.compare_digital, self.output_dir = compare_digital, output_dir
+        if calibration_batches < 1:
+            raise ConfigError(f"DriftEvaluation calibration_batches must be at least 1, got {calibration_batches}.")
+        self.compare_digital, self.output_dir, self.calibration_batches = compare_digital, output_dir, calibration_batches
         self.reports: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ hooks
@@ -90,15 +101,16 @@ class DriftEvaluation(L.Callback):
         if trainer.sanity_checking or self.every_n_epochs is None or trainer.state.fn != "fit":
             return
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._evaluate(trainer, pl_module, "val", write=False)
+            self._evaluate(trainer, pl_module, "val", write=False, epoch=trainer.current_epoch)
 
     @override
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate(trainer, pl_module, "val", write=True)
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # not on_fit_end: Lightning's teardown has moved the module to the CPU by then
+        self._evaluate(trainer, pl_module, "val", write=True, epoch=last_epoch(trainer))
 
     @override
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluate(trainer, pl_module, "test", write=True)
+        self._evaluate(trainer, pl_module, "test", write=True, epoch=last_epoch(trainer))
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -127,19 +139,40 @@ class DriftEvaluation(L.Callback):
 
         return batches
 
-    def _run(self, trainer: L.Trainer, pl_module, split: str, weights: dict[str, torch.Tensor] | None) -> DriftResult:
-        model = copy.deepcopy(pl_module.net)
-        if weights is not None:
-            model.load_state_dict(weights)
-        set_tile_config(model, analog_transform_of(pl_module).rpu_config)  # inference with the module's setting
+    def _calibration_batches(self, trainer: L.Trainer, split: str):
+        """Training batches when the training data is set up (a fit, or a test after one); else ``split``'s."""
+        dm = trainer.datamodule
+        if dm is not None and getattr(dm, "data_train", None) is not None:
+            return dm.train_dataloader(), "train"
+        if dm is None and trainer.train_dataloader is not None:
+            return trainer.train_dataloader, "train"
+        return self._batches(trainer, split)(), split
+
+    def _run(self, trainer: L.Trainer, pl_module, split: str, weights: dict[str, torch.Tensor] | None):
+        """The drift result of the module's network (``weights=None``) or of ``weights`` mapped for inference."""
+        device = trainer.strategy.root_device
+        model = copy.deepcopy(pl_module.net).to(device)
+        rpu_config = analog_transform_of(pl_module).rpu_config  # inference with the module's setting
 
         def reduce(counts: np.ndarray) -> np.ndarray:
-            tensor = torch.as_tensor(counts, dtype=torch.float64, device=pl_module.device)
+            tensor = torch.as_tensor(counts, dtype=torch.float64, device=device)
             return trainer.strategy.reduce(tensor, reduce_op="sum").cpu().numpy()
 
-        return drift_accuracy(model, self._batches(trainer, split), self.times, self.trials, self.seed, reduce)
+        calibrated_on = None
+        if weights is None:
+            set_tile_config(model, rpu_config)
+        else:
+            model.load_state_dict(weights)
+            batches, calibrated_on = self._calibration_batches(trainer, split)
+            mean = (lambda t: trainer.strategy.reduce(t, reduce_op="mean")) if trainer.world_size > 1 else None
+            map_for_inference(model, rpu_config, batches, self.calibration_batches, mean)
+        result = drift_accuracy(model, self._batches(trainer, split), self.times, self.trials, self.seed, reduce)
+        result.extra["device"] = str(next(model.parameters()).device)
+        if calibrated_on is not None:
+            result.extra["input_ranges_calibrated_on"] = calibrated_on
+        return result
 
-    def _evaluate(self, trainer: L.Trainer, pl_module, split: str, write: bool) -> None:
+    def _evaluate(self, trainer: L.Trainer, pl_module, split: str, write: bool, epoch: int | None) -> None:
         analog = analog_transform_of(pl_module)
         results = {"hwa": self._run(trainer, pl_module, split, None)}
         if self.compare_digital and analog.digital_state is not None:
@@ -151,13 +184,13 @@ class DriftEvaluation(L.Callback):
             trainer.callback_metrics[key] = torch.tensor(value)
         report = {
             "split": split,
-            "epoch": trainer.current_epoch,
+            "epoch": epoch,
             "preset": analog.preset,
             "trials": self.trials,
             **{name: result.to_dict() for name, result in results.items()},
         }
-        if "digital" in results and results["hwa"].avm() not in (None, 0.0):
-            report["avm_ratio_digital_over_hwa"] = results["digital"].avm() / results["hwa"].avm()
+        if "digital" in results:
+            report.update(compare_avm(results["hwa"], results["digital"]))
         self.reports.append(report)
         if trainer.logger is not None:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
@@ -180,6 +213,25 @@ class DriftEvaluation(L.Callback):
                 ]
                 logger.log_table("drift/table", columns=["model", "time", "seconds", "acc_mean", "acc_std"], data=rows)
                 logger.log_image("drift/accuracy_vs_time", images=[str(png)])
+
+
+def last_epoch(trainer: L.Trainer) -> int | None:
+    """Index of the last epoch trained to completion (``None`` before the first)."""
+    done = trainer.fit_loop.epoch_progress.current.completed
+    return done - 1 if done > 0 else None
+
+
+def compare_avm(hwa: DriftResult, digital: DriftResult) -> dict[str, Any]:
+    """The digital network's AVM minus the HWA one's with a 95 % Welch interval over trials (accuracy fractions),
+    and their ratio when both AVMs are significantly positive (``None`` with the reason otherwise)."""
+    out: dict[str, Any] = {"avm_difference_digital_minus_hwa": difference_ci(digital.avm_trials(), hwa.avm_trials())}
+    cis = {name: difference_ci(r.avm_trials()) for name, r in (("hwa", hwa), ("digital", digital))}
+    if all(ci is not None and ci["ci95"][0] > 0 for ci in cis.values()):
+        out["avm_ratio_digital_over_hwa"] = digital.avm() / hwa.avm()
+    else:
+        out["avm_ratio_digital_over_hwa"] = None
+        out["avm_ratio_note"] = "not reported: an AVM is not significantly above 0 over the trials"
+    return out
 
 
 #: how the drift plot names the two networks

@@ -51,7 +51,7 @@ class AnalogTrainingEvaluator(TrainingEvaluator):
         datamodule: pl.LightningDataModule,
         num_classes: int = 10,
         input_shape: Sequence[int] = (3, 32, 32),
-        preset: str = "standard_hwa",
+        preset: str = "standard_hwa_torch",
         digital_epochs: int = 2,
         hwa_epochs: int = 2,
         lr: float = 0.05,

@@ -72,7 +72,11 @@ class TrainingEvaluator(CostModel):
             self._ready = True
 
     def train(self, arch: Any) -> pl.LightningModule:
-        """``arch`` trained from the seed on the DataModule's train loader (no logging, no checkpoints)."""
+        """``arch`` trained from the seed on the DataModule's train loader (no logging, no checkpoints).
+
+        The trained module is returned on the device it trained on (Lightning's teardown moves it to the CPU), so
+        that :meth:`metrics_of` measures it there.
+        """
         self.prepare()
         pl.seed_everything(self.seed, verbose=False)
         module = self.build_module(arch)
@@ -89,7 +93,7 @@ class TrainingEvaluator(CostModel):
             limit_train_batches=self.limit_train_batches,
         )
         trainer.fit(module, train_dataloaders=self.datamodule.train_dataloader())
-        return module
+        return module.to(trainer.strategy.root_device)
 
     def measure(self, arch: Any) -> dict[str, float]:
         """Train ``arch`` and return its metrics."""

@@ -54,7 +54,7 @@ class AnalogModule(ClassifierModule):
         backbone: str | BackboneFactory = "small_cnn",
         num_classes: int = 10,
         input_shape: Sequence[int] = (3, 32, 32),
-        preset: str = "standard_hwa",
+        preset: str = "standard_hwa_torch",
         tile_size: int | None = None,
         weight_noise: float | None = None,
         clip: float | None = None,

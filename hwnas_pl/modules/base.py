@@ -231,14 +231,25 @@ class HWNASModule(L.LightningModule):
     def optimizers_from_factories(self, parameters: Any = None) -> Any:
         """``configure_optimizers`` from ``self.optimizer_factory`` and the optional ``self.scheduler_factory``.
 
-        ``parameters`` default to all of the module's. The scheduler steps every epoch; ``ReduceLROnPlateau``
-        monitors ``val/loss``.
+        ``parameters`` default to all of the module's (:meth:`parameter_groups`). The scheduler steps every epoch;
+        ``ReduceLROnPlateau`` monitors ``val/loss``.
         """
-        optimizer = self.optimizer_factory(self.parameters() if parameters is None else parameters)
+        optimizer = self.optimizer_factory(self.parameter_groups() if parameters is None else parameters)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"}}
+
+    def parameter_groups(self) -> Any:
+        """All parameters; those a transform names in ``no_weight_decay(net)`` go in a group with weight decay 0."""
+        skip = {f"net.{name}" for t in getattr(self, "transforms", []) for name in t.no_weight_decay(self.net)}
+        if not skip:
+            return self.parameters()
+        named = list(self.named_parameters())
+        return [
+            {"params": [p for n, p in named if n not in skip]},
+            {"params": [p for n, p in named if n in skip], "weight_decay": 0.0},
+        ]
 
     def check_finite(self, loss: torch.Tensor, name: str = "training loss") -> torch.Tensor:
         """Return ``loss`` if finite; otherwise raise :class:`NonFiniteLossError` naming where it happened."""

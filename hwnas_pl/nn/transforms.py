@@ -20,6 +20,10 @@ class ModelTransform:
         """The transformed network (``net`` may be left untouched or changed in place)."""
         raise NotImplementedError
 
+    def no_weight_decay(self, net: nn.Module) -> set[str]:
+        """Names of parameters of the transformed ``net`` that the optimiser must not weight-decay (none)."""
+        return set()
+
     def on_fit_start(self, module: Any) -> None: ...
 
     def on_train_epoch_start(self, module: Any) -> None: ...
