@@ -7,20 +7,28 @@ mini-batch (aihwkit's weight modifier); inference adds PCM programming and read 
 and outputs go through DAC/ADC of ``dac_bits``/``adc_bits`` (``2^bits - 2`` steps, aihwkit's convention), weights
 are clipped to ``±clip`` of their mapped range after each step, biases stay digital.
 
-- ``standard_hwa``: aihwkit's ``StandardHWATrainingPreset`` (Rasch et al. 2023) on torch tiles: 512-row tiles,
-  column-wise weight mapping with learned output scales, learned input (DAC) ranges initialised from the first
-  100 batches, channel-wise remapping, 8-bit DAC/ADC, output noise 0.04, output bound 10. The torch tile has
-  no forward read-noise or IR-drop model, so the preset's ``w_noise``/``ir_drop`` are replaced by the training
-  weight noise.
-- ``analognas``: the AnalogNAS training setting (IBM/analog-nas ``create_rpu_config``, methods §10): 256-row tiles,
+- ``standard_hwa_torch``: aihwkit's ``StandardHWATrainingPreset`` (Rasch et al. 2023) as far as pure-torch tiles
+  can hold it: 512-row tiles, column-wise weight mapping with learned output scales, learned input (DAC) ranges
+  initialised from the first 100 batches, channel-wise remapping, 8-bit DAC/ADC, output noise 0.04, output bound
+  10, PCM programming noise and drift with global drift compensation. **Not the same at inference:** the torch
+  tile refuses the preset's per-MVM PCM read noise (``w_noise`` 0.0175) and its IR drop, so neither is
+  simulated; **and in training** it adds Gaussian weight noise of 0.03·max|W| per mini-batch, which the aihwkit
+  preset does not have, as the substitute for the missing read noise. (``standard_hwa`` is its former name.)
+- ``analognas``: the AnalogNAS repository's ``create_rpu_config`` (IBM/analog-nas, methods §10): 256-row tiles,
   at most 255 outputs per tile, fixed clip 1.0, learned output scales, 8-bit DAC/ADC, no bound management,
-  ``PCMLikeNoiseModel(g_max=25)``. Its weight noise (the thesis sweeps 0.1–5.0 [AMBIG: unit]) is 5 % of max|W|.
+  ``PCMLikeNoiseModel(g_max=25)``, global drift compensation. That code sets ``modifier.std_dev`` but leaves the
+  modifier's type NONE, so it trains **without** weight noise, and so does this preset; the thesis sweeps the
+  noise (0.1–5.0 [AMBIG: unit]): set ``weight_noise`` (e.g. 0.15 = 15 % of max|W|, the README's setting).
 - ``ideal``: floating point; no noise, no quantization, no drift (the digital reference).
+
+``weight_noise`` (any preset) is the training noise to sweep; ``g_max`` changes the PCM conductance range and keeps
+the preset's noise model otherwise (on ``ideal`` it stays noise-free).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 
 from aihwkit.inference.compensation.drift import GlobalDriftCompensation
@@ -50,9 +58,9 @@ from hwnas_pl.registry import Registry
 ANALOG_PRESETS: Registry[Callable[[], TorchInferenceRPUConfig]] = Registry("analog preset")
 
 
-@ANALOG_PRESETS.register("standard_hwa")
-def standard_hwa() -> TorchInferenceRPUConfig:
-    """The standard HWA-training setting of aihwkit on pure-torch tiles (see the module docstring)."""
+@ANALOG_PRESETS.register("standard_hwa_torch")
+def standard_hwa_torch() -> TorchInferenceRPUConfig:
+    """aihwkit's standard HWA-training setting on pure-torch tiles, without read noise or IR drop (module docstring)."""
     cfg = TorchInferenceRPUConfig()
     cfg.mapping = MappingParameter(
         weight_scaling_omega=1.0,
@@ -107,10 +115,14 @@ def analognas() -> TorchInferenceRPUConfig:
     )
     cfg.forward = PresetIOParameters(inp_res=1 / 256, out_res=1 / 256, bound_management=BoundManagementType.NONE)
     cfg.clip = WeightClipParameter(type=WeightClipType.FIXED_VALUE, fixed_value=1.0)
-    cfg.modifier = WeightModifierParameter(type=WeightModifierType.ADD_NORMAL, std_dev=0.05, rel_to_actual_wmax=True)
+    cfg.modifier = WeightModifierParameter(type=WeightModifierType.NONE, std_dev=5.0, rel_to_actual_wmax=True)
     cfg.noise_model = PCMLikeNoiseModel(g_max=25.0)
     cfg.drift_compensation = GlobalDriftCompensation()
     return cfg
+
+
+#: former preset names -> current ones (resolved with a warning, so older configs and checkpoints keep loading)
+RENAMED_PRESETS = {"standard_hwa": "standard_hwa_torch"}
 
 
 @ANALOG_PRESETS.register("ideal")
@@ -124,6 +136,19 @@ def ideal() -> TorchInferenceRPUConfig:
     return cfg
 
 
+def resolve_preset(name: str) -> str:
+    """The current name of preset ``name`` (a former name warns once and is translated)."""
+    if name in RENAMED_PRESETS:
+        new = RENAMED_PRESETS[name]
+        warnings.warn(
+            f"Analog preset '{name}' is now called '{new}' (it lacks aihwkit's read noise and IR drop, which torch "
+            "tiles cannot simulate); using it.",
+            stacklevel=3,
+        )
+        return new
+    return name
+
+
 def list_analog_presets() -> list[str]:
     """Names of the registered presets."""
     return ANALOG_PRESETS.names()
@@ -134,7 +159,7 @@ RPU_OVERRIDES = ("tile_size", "weight_noise", "clip", "dac_bits", "adc_bits", "o
 
 
 def make_rpu_config(
-    preset: str = "standard_hwa",
+    preset: str = "standard_hwa_torch",
     tile_size: int | None = None,
     weight_noise: float | None = None,
     clip: float | None = None,
@@ -154,10 +179,10 @@ def make_rpu_config(
         dac_bits: input (DAC) resolution in bits.
         adc_bits: output (ADC) resolution in bits.
         out_noise: std of the additive output noise of each MVM.
-        g_max: maximal PCM conductance (µS) of the noise model.
+        g_max: maximal PCM conductance (µS) of the noise model; its other settings (noise and drift scales) stay.
         digital_bias: keep biases in digital (else they occupy a tile row).
     """
-    cfg = copy.deepcopy(ANALOG_PRESETS.create(preset))
+    cfg = copy.deepcopy(ANALOG_PRESETS.create(resolve_preset(preset)))
     for label, value in (("tile_size", tile_size), ("dac_bits", dac_bits), ("adc_bits", adc_bits)):
         if value is not None and int(value) < 1:
             raise ConfigError(f"Analog {label} must be a positive integer, got {value}.")
@@ -179,18 +204,34 @@ def make_rpu_config(
     if out_noise is not None:
         cfg.forward.out_noise = float(out_noise)
     if g_max is not None:
-        cfg.noise_model = PCMLikeNoiseModel(g_max=float(g_max))
+        cfg.noise_model = with_g_max(cfg.noise_model, float(g_max))
     if digital_bias is not None:
         cfg.mapping.digital_bias = bool(digital_bias)
     return cfg
 
 
+def with_g_max(model: PCMLikeNoiseModel, g_max: float) -> PCMLikeNoiseModel:
+    """A copy of the PCM noise model ``model`` with conductance range ``g_max`` and the same noise/drift scales."""
+    if not isinstance(model, PCMLikeNoiseModel):
+        raise ConfigError(f"g_max applies to a PCM noise model; this preset's is {type(model).__name__}.")
+    return PCMLikeNoiseModel(
+        g_max=g_max,
+        t_read=model.t_read,
+        t_0=model.t_0,
+        prog_noise_scale=model.prog_noise_scale,
+        read_noise_scale=model.read_noise_scale,
+        drift_scale=model.drift_scale,
+    )
+
+
 def training_free_config(cfg: TorchInferenceRPUConfig) -> TorchInferenceRPUConfig:
-    """``cfg`` with its training non-idealities off (perfect MVM, no weight noise, clipping or remapping).
+    """``cfg`` with its training non-idealities off (perfect MVM, no weight noise, clipping or remapping, no
+    input-range decay; see :func:`~hwnas_pl.analog.inference.bypass_input_ranges` for the input ranges).
 
     The tiles keep their mapping, so a network can train in floating point and switch to ``cfg`` later.
     """
     out = copy.deepcopy(cfg)
+    out.pre_post.input_range.decay = 0.0
     out.forward = IOParameters(is_perfect=True)
     out.modifier = WeightModifierParameter(type=WeightModifierType.NONE)
     out.clip = WeightClipParameter(type=WeightClipType.NONE)

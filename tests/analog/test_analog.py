@@ -36,12 +36,31 @@ def small_net():
 
 # ---------------------------------------------------------------- presets and conversion
 def test_preset_overrides_reach_the_tiles():
-    cfg = make_rpu_config("standard_hwa", tile_size=64, weight_noise=0.1, clip=2.0, dac_bits=6, adc_bits=7)
+    cfg = make_rpu_config("standard_hwa_torch", tile_size=64, weight_noise=0.1, clip=2.0, dac_bits=6, adc_bits=7)
     assert cfg.mapping.max_input_size == 64 and cfg.modifier.std_dev == 0.1
     assert cfg.clip.fixed_value == 2.0 and (cfg.forward.inp_res, cfg.forward.out_res) == (62.0, 126.0)
     net, digital = to_analog(nn.Linear(150, 10), cfg)
     assert sum(1 for _ in net.analog_tiles()) == 3  # 150 inputs over 64-row tiles
     assert digital == {}
+
+
+def test_presets_say_what_they_are_and_g_max_keeps_the_noise_model():
+    from aihwkit.simulator.parameters.enums import WeightModifierType
+
+    assert make_rpu_config("analognas").modifier.type == WeightModifierType.NONE  # IBM's code: std_dev set, type NONE
+    noisy = make_rpu_config("analognas", weight_noise=0.15).modifier
+    assert noisy.type == WeightModifierType.ADD_NORMAL and noisy.std_dev == 0.15
+    ideal = make_rpu_config("ideal", g_max=10.0).noise_model
+    assert ideal.g_max == 10.0 and (ideal.prog_noise_scale, ideal.read_noise_scale, ideal.drift_scale) == (0, 0, 0)
+    net, _ = to_analog(small_net(), make_rpu_config("ideal", g_max=10.0))
+    x = torch.randn(8, 1, 6, 6)
+    clean = net.eval()(x)
+    net.program_analog_weights()
+    net.drift_analog_weights(30 * 86400.0)
+    torch.testing.assert_close(net(x), clean)  # still noise- and drift-free
+    with pytest.warns(UserWarning, match="'standard_hwa' is now called 'standard_hwa_torch'"):
+        old = make_rpu_config("standard_hwa")
+    assert old.mapping.max_input_size == make_rpu_config("standard_hwa_torch").mapping.max_input_size == 512
 
 
 def test_conversion_keeps_unmappable_layers_digital_and_leaves_the_original_alone():
@@ -128,7 +147,7 @@ def test_hwa_digits_config_trains_reports_drift_and_resumes(tmp_path):
     code, out = hwnas("fit", "--config", str(ANALOG_CONFIG), *quick, cwd=tmp_path)
     assert code == 0, out[-3000:]
     root = tmp_path / "logs" / "analog_hwa_digits"
-    assert re.search(r"Analog \(standard_hwa\): \d+ tiles; layers kept digital: none", out)
+    assert re.search(r"Analog \(standard_hwa_torch\): \d+ tiles; layers kept digital: none", out)
     report = json.loads((root / "drift_report.json").read_text())
     assert report["hwa"]["labels"] == ["1s", "1h", "1d", "30d", "1y"] and len(report["hwa"]["acc_trials"]) == 2
     assert report["hwa"]["avm"] == pytest.approx(report["hwa"]["acc_mean"][0] - report["hwa"]["acc_mean"][3])
@@ -236,3 +255,25 @@ def test_the_drift_plot_names_its_times_networks_and_setting(tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["HWA-trained", "digitally trained, mapped to analog"]
     assert ax.get_title() == "PCM drift: preset analognas, 3 programmings per time"
     assert (tmp_path / "d.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_fashion_mnist_hwa_config_reports_the_drift_gap_with_intervals(tmp_path):
+    from datasets import write_mnist
+
+    data = write_mnist(tmp_path / "fmnist", n_train=160, n_test=20)
+    code, out = hwnas(
+        "fit", "--config", str(CONFIGS / "analog_hwa_fashionmnist.yaml"), "--data.init_args.data_dir", str(data),
+        "--data.init_args.val_size", "40", "--data.init_args.train_size", "null", "--data.init_args.batch_size", "40",
+        "--trainer.max_epochs", "2", "--model.init_args.digital_epochs", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks.init_args.trials", "3", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, out[-3000:]
+    assert re.search(r"Analog \(analognas\): \d+ tiles", out)
+    report = json.loads((tmp_path / "logs" / "analog_hwa_fashionmnist" / "drift_report.json").read_text())
+    assert report["epoch"] == 1 and report["preset"] == "analognas" and report["hwa"]["device"] == "cpu"
+    assert report["hwa"]["samples"] == report["digital"]["samples"] == 40
+    diff = report["avm_difference_digital_minus_hwa"]
+    assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
+    assert diff["mean"] == pytest.approx(report["digital"]["avm"] - report["hwa"]["avm"])
+    assert report["digital"]["input_ranges_calibrated_on"] == "train"

@@ -94,10 +94,10 @@ def test_analog_module_is_the_classifier_plus_the_analog_transform(tmp_path):
     """Same seed, same data: AnalogModule and ClassifierModule(transforms=[AnalogTransform]) train the same."""
     weights = []
     for make in (
-        lambda: AnalogModule("mlp", 10, (1, 8, 8), preset="standard_hwa", digital_epochs=1,
+        lambda: AnalogModule("mlp", 10, (1, 8, 8), preset="standard_hwa_torch", digital_epochs=1,
                              optimizer=functools.partial(torch.optim.SGD, lr=0.05)),
         lambda: ClassifierModule("mlp", 10, (1, 8, 8), optimizer=functools.partial(torch.optim.SGD, lr=0.05),
-                                 transforms=[AnalogTransform("standard_hwa", digital_epochs=1)]),
+                                 transforms=[AnalogTransform("standard_hwa_torch", digital_epochs=1)]),
     ):  # fmt: skip
         L.seed_everything(3)
         module = make()

@@ -17,7 +17,7 @@ def _classifier():
 
 
 def _analog():  # one digital epoch, then HWA training with weight noise drawn from the global generator
-    return AnalogModule("mlp", 10, (1, 8, 8), preset="standard_hwa", digital_epochs=1), []
+    return AnalogModule("mlp", 10, (1, 8, 8), preset="standard_hwa_torch", digital_epochs=1), []
 
 
 def _prpnas():
