@@ -18,9 +18,31 @@ Ranges (Table 5.1): OC0 ∈ [8, 128] (step 4 by default), KS0 ∈ [3, 7], M ∈ 
 conv block ∈ {A, B, C, D}, WF ∈ [1, 4] (a grid, step 0.5 by default); R, B, block type and WF repeat per main
 block. [AMBIG] choices, recorded here: the width rule above, the bottleneck's inner width (ResNet's expansion
 4), even stem kernels padded one more on the right and bottom; the thesis's "skip connection" mutation (ST) is
-not part of Table 5.1 and is left out. Under this rule Table 5.2's CIFAR-10 T500 has 169 k parameters, T1M 601 k
-and VWW T200 213 k; its ResNet32 row (all widths 64) has 1.13 M: the thesis gives no rule that reproduces every
-row.
+not part of Table 5.1 and is left out.
+
+**The paper's networks** (:data:`PAPER_NETWORKS`). Under this rule a real ResNet32 (He et al.: widths 16/32/64,
+five basic blocks per stage, 1×1 projection skips) is ``OC0=16,KS0=3,R=(5,5,5),B=(1,1,1),CT=(B,B,B),WF=(1,2,2)``,
+and its convolution and linear weights (:meth:`AnalogNASSpace.weights`, what the tiles hold) are exactly thesis
+Table 5.4's 464,432. Table 5.2's own ResNet32 row (OC0 64, all WF 1) cannot be that network: fifteen basic blocks
+of width 64 alone hold 1.1 M weights. No reading reproduces the other rows either; 48 were tried (width ×WF, ÷WF
+as in IBM/analog-nas's ``Network``, or relative to OC0; bottleneck inner width c/4, c/2, c or ×4 expansion;
+residual kernels 3 or KS0; stem kernel KS0 or 7; with and without projection skips), and none gives Table 5.4's
+416,960 weights for T500 (nearest: 473,024, with inner width c/2). Row by row, under this rule (parameters, with
+BatchNorm and biases; budget T_p):
+
+=========  =====  ==========  ========  ===============================================================================
+task       row    parameters  budget    verdict
+=========  =====  ==========  ========  ===============================================================================
+CIFAR-10   T100   12,330      100 k     within, at 12 % of the budget
+CIFAR-10   T300   243,050     300 k     within (the table's M = 1 contradicts its two-entry tuples; read as M = 2)
+CIFAR-10   T500   168,650     500 k     within, at 34 % (Table 5.4: 416,960 weights; here 164,800)
+CIFAR-10   T1M    600,554     1 M       within
+VWW        T200   211,802     200 k     6 % over
+VWW        T400   1,225,872   400 k     3.1× over
+KWS        T200   211,452     200 k     6 % over (KS0 = 1 is outside Table 5.1's [3, 7]: pass
+                                        ``kernel_sizes0`` with 1)
+KWS        T400   10,391,976  400 k     26× over (WF (3,3) multiplies to width 612)
+=========  =====  ==========  ========  ===============================================================================
 
 Sampled uniformly, widths multiply to millions of channels, so the space carries the search's parameter budget
 ``max_params`` (T_p of Eq. 5.3, counted for ``num_classes`` outputs and ``input_channels`` inputs): sampling,
@@ -47,6 +69,21 @@ CONV_BLOCKS = ("A", "B", "C", "D")
 BOTTLENECKS = ("A", "C")
 NODE_TYPES = ("input", "stem", *CONV_BLOCKS, "output")
 MUTATION_PROBS = {"depth": 0.8, "width": 0.8, "other": 0.5}  # thesis §5.3.3
+
+#: thesis Table 5.2's networks (and the real ResNet32 of Table 5.4) as ``name: (architecture, classes, input
+#: channels, budget T_p)``; the module docstring says how each compares with its budget
+PAPER_NETWORKS: dict[str, tuple[str, int, int, int | None]] = {
+    "resnet32": ("OC0=16,KS0=3,R=(5,5,5),B=(1,1,1),CT=(B,B,B),WF=(1,2,2)", 10, 3, None),
+    "resnet32_table5.2": ("OC0=64,KS0=7,R=(5,5,5),B=(1,1,1),CT=(B,B,B),WF=(1,1,1)", 10, 3, None),
+    "cifar10_t100": ("OC0=32,KS0=3,R=(2),B=(1),CT=(C),WF=(2)", 10, 3, 100_000),
+    "cifar10_t300": ("OC0=32,KS0=3,R=(3,3),B=(1,1),CT=(A,B),WF=(2,1)", 10, 3, 300_000),
+    "cifar10_t500": ("OC0=64,KS0=5,R=(3),B=(3),CT=(A),WF=(2)", 10, 3, 500_000),
+    "cifar10_t1m": ("OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)", 10, 3, 1_000_000),
+    "vww_t200": ("OC0=24,KS0=3,R=(2,2,2),B=(1,2,1),CT=(B,A,A),WF=(2,2,2)", 2, 3, 200_000),
+    "vww_t400": ("OC0=68,KS0=3,R=(3,5),B=(2,1),CT=(C,C),WF=(3,2)", 2, 3, 400_000),
+    "kws_t200": ("OC0=80,KS0=1,R=(1),B=(2),CT=(C),WF=(4)", 12, 1, 200_000),
+    "kws_t400": ("OC0=68,KS0=1,R=(2,1),B=(1,2),CT=(B,B),WF=(3,3)", 12, 1, 400_000),
+}
 
 
 @dataclass(frozen=True)
@@ -395,6 +432,13 @@ class AnalogNASSpace(EncodedSpace):
     def params(self, arch: Any) -> int:
         """Trainable parameters of :meth:`build` ``(arch, num_classes, (input_channels, H, W))``, in closed form."""
         return int(self._params_of_vectors(self.encode(arch)[None])[0])
+
+    def weights(self, arch: Any) -> int:
+        """Convolution and linear weights of :meth:`build` (no BatchNorm, no biases): what analog tiles hold, thesis
+        Table 5.4's "Weights" column. Counted on the meta device, so no memory is allocated."""
+        with torch.device("meta"):
+            net = self.build(arch, self.num_classes, (self.input_channels, 32, 32))
+        return sum(m.weight.numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
     def constraint(self) -> str | None:
         if self.max_params is None:

@@ -193,6 +193,43 @@ def test_analognas_params_hand_computed(analog):
     assert analog.params("OC0=16,KS0=3,R=(1),B=(2),CT=(C),WF=(1)") == (3 * 16 * 9 + 32) + 640 + 170
 
 
+# parameters of thesis Table 5.2's rows under the documented width rule (each equals its built network below)
+PAPER_PARAMS = {
+    "resnet32": 466_906, "resnet32_table5.2": 1_128_394, "cifar10_t100": 12_330, "cifar10_t300": 243_050,
+    "cifar10_t500": 168_650, "cifar10_t1m": 600_554, "vww_t200": 211_802, "vww_t400": 1_225_872,
+    "kws_t200": 211_452, "kws_t400": 10_391_976,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_analognas_paper_networks_build_with_their_documented_sizes(name):
+    from hwnas_pl.spaces import AnalogNASSpace
+    from hwnas_pl.spaces.analognas import PAPER_NETWORKS
+
+    arch, classes, channels, _ = PAPER_NETWORKS[name]
+    # KWS rows have KS0 = 1, outside Table 5.1's [3, 7]: a space that lists 1 accepts them
+    space = AnalogNASSpace(max_params=None, num_classes=classes, input_channels=channels, kernel_sizes0=(1, 3, 5, 7))
+    net = space.build(arch, classes, (channels, 32, 32))
+    assert space.params(arch) == PAPER_PARAMS[name] == n_params(net)
+    assert net(torch.zeros(2, channels, 32, 32)).shape == (2, classes)
+
+
+def test_analognas_resnet32_holds_table_5_4s_weights():
+    from hwnas_pl.spaces import AnalogNASSpace
+    from hwnas_pl.spaces.analognas import PAPER_NETWORKS
+
+    space = AnalogNASSpace(max_params=None)
+    arch = space.from_string(PAPER_NETWORKS["resnet32"][0])
+    assert space.widths(arch) == [16, 32, 64] and space.depth(arch) == 32  # He et al.'s ResNet32
+    # conv + linear weights: stem 432, stage convs 10*2304 + (4608 + 9*9216) + (18432 + 9*36864), 1x1 skips
+    # 16*32 + 32*64, classifier 640 = 464,432, thesis Table 5.4's "Weights" of ResNet32
+    assert space.weights(arch) == 432 + 23_040 + 87_552 + 350_208 + 512 + 2048 + 640 == 464_432
+    # the parameters add BatchNorm's two per channel (1,232 channels) and the classifier's 10 biases
+    assert space.params(arch) == 464_432 + 2 * 1232 + 10
+    with pytest.raises(ConfigError, match=r"KS0 is 1; expected one of: 3, 4, 5, 6, 7"):
+        space.validate(PAPER_NETWORKS["kws_t200"][0])
+
+
 def test_analognas_closed_form_params_equal_the_built_networks():
     from hwnas_pl.spaces import AnalogNASSpace
 
