@@ -9,12 +9,12 @@ For each training seed, the same network (SmallCNN) is
 
 every mapping for inference goes through :func:`hwnas_pl.analog.inference.map_for_inference` (remap, input ranges
 calibrated on training batches in eval mode). Each network is programmed ``trials`` times and drifted to 1 s, 1 d,
-30 d and 1 y (the first ``test_size`` test images). Prints one JSON object: per seed and as mean ± 95 % CI over seeds, the accuracy at each
-time and AVM = acc(1 s) − acc(30 d) in points, and the test of the target: HWA's 30-day drop ≤ ½ of the digital
-one, significant across seeds (one-sided paired t-test of digital AVM − 2 × HWA AVM > 0). Also the analog/digital
-training-step time ratio, measured interleaved on one batch.
+30 d and 1 y (the first ``test_size`` test images). Prints one JSON object: per seed and as mean ± 95 % CI over
+seeds, the accuracy at each time and AVM = acc(1 s) − acc(30 d) in points, and the test of the target: HWA's
+30-day drop ≤ ½ of the digital one, significant across seeds (one-sided paired t-test of digital AVM − 2 × HWA AVM
+> 0). Also the analog/digital training-step time ratio, measured interleaved on one batch.
 
-    python benchmarks/analog_drift.py --seeds 0 1 2 --trials 10                     # about 1 h on 2 cores
+    python benchmarks/analog_drift.py --seeds 0 1 2 --trials 10                     # about 25 min on 2 cores
     python benchmarks/analog_drift.py --preset analognas --weight_noise 0.15 ...    # the README's setting
 """
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from hwnas_pl.analog import drift_accuracy, make_rpu_config, set_tile_config, to_analog
 from hwnas_pl.analog.drift import difference_ci
-from hwnas_pl.analog.inference import map_for_inference, restart_input_ranges
+from hwnas_pl.analog.inference import map_for_inference, periphery_parameter_names, restart_input_ranges
 from hwnas_pl.datamodules import FashionMNISTDataModule
 from hwnas_pl.nn.backbones import SmallCNN
 
@@ -41,11 +41,11 @@ TIMES = {"1s": 1.0, "1d": 86400.0, "30d": 30 * 86400.0, "1y": 365 * 86400.0}
 
 def train(net, loader, epochs, lr, analog=False):
     """SGD momentum 0.9, wd 5e-4 (none on the tiles' learned periphery), cosine to 0 over ``epochs``."""
-    periphery = ("input_range", "out_scaling_alpha")
+    periphery = periphery_parameter_names(net)
     named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     groups = [
-        {"params": [p for n, p in named if not n.endswith(periphery)]},
-        {"params": [p for n, p in named if n.endswith(periphery)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if n not in periphery]},
+        {"params": [p for n, p in named if n in periphery], "weight_decay": 0.0},
     ]
     opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * len(loader))
@@ -177,8 +177,8 @@ def main() -> None:
                 ),
                 "step_ratio_analog_over_digital": float(np.median(steps)),
                 "tiles": runs[0]["tiles"],
-                "reference": "AnalogNAS NAS-Bench-201 analog table (CIFAR-10): median AVM 2.5 points for HWA-trained cells "
-                "vs 31.5 for digitally trained ones; thesis §5.4: HWA T500 drops 1.8 points in a month",
+                "reference": "AnalogNAS NAS-Bench-201 analog table (CIFAR-10): median AVM 2.5 points for HWA-trained "
+                "cells vs 31.5 for digitally trained ones; thesis §5.4: HWA T500 drops 1.8 points in a month",
                 "runs": runs,
             }
         )

@@ -28,6 +28,17 @@ from hwnas_pl.analog.conversion import set_tile_config
 #: input range of the floating-point phase: no clipping, and x / r * r == x exactly
 BYPASS_RANGE = 2.0**16
 
+#: parameter name endings of aihwkit's learned periphery (DAC input ranges, output scales)
+PERIPHERY_PARAMETERS = ("input_range", "out_scaling_alpha")
+
+
+def periphery_parameter_names(net: nn.Module) -> set[str]:
+    """Names of ``net``'s learned periphery parameters, which weight decay must not shrink.
+
+    Weight decay on them would narrow the DAC range and rescale the outputs, not regularise.
+    """
+    return {name for name, _ in net.named_parameters() if name.endswith(PERIPHERY_PARAMETERS)}
+
 
 def ranged_tiles(net: nn.Module) -> list:
     """The tiles of ``net`` that have an input range."""

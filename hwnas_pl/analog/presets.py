@@ -60,7 +60,7 @@ ANALOG_PRESETS: Registry[Callable[[], TorchInferenceRPUConfig]] = Registry("anal
 
 @ANALOG_PRESETS.register("standard_hwa_torch")
 def standard_hwa_torch() -> TorchInferenceRPUConfig:
-    """aihwkit's standard HWA-training setting on pure-torch tiles, without read noise or IR drop (module docstring)."""
+    """The standard HWA-training setting of aihwkit on pure-torch tiles, without read noise or IR drop (see above)."""
     cfg = TorchInferenceRPUConfig()
     cfg.mapping = MappingParameter(
         weight_scaling_omega=1.0,
@@ -225,10 +225,10 @@ def with_g_max(model: PCMLikeNoiseModel, g_max: float) -> PCMLikeNoiseModel:
 
 
 def training_free_config(cfg: TorchInferenceRPUConfig) -> TorchInferenceRPUConfig:
-    """``cfg`` with its training non-idealities off (perfect MVM, no weight noise, clipping or remapping, no
-    input-range decay; see :func:`~hwnas_pl.analog.inference.bypass_input_ranges` for the input ranges).
+    """``cfg`` with its training non-idealities off: perfect MVM, no weight noise, clipping, remapping, range decay.
 
-    The tiles keep their mapping, so a network can train in floating point and switch to ``cfg`` later.
+    For the input ranges see :func:`~hwnas_pl.analog.inference.bypass_input_ranges`. The tiles keep their
+    mapping, so a network can train in floating point and switch to ``cfg`` later.
     """
     out = copy.deepcopy(cfg)
     out.pre_post.input_range.decay = 0.0

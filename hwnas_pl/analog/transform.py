@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from hwnas_pl.analog.conversion import plain_state_dict, restore_rpu_configs, set_tile_config, to_analog
-from hwnas_pl.analog.inference import bypass_input_ranges, restart_input_ranges
+from hwnas_pl.analog.inference import bypass_input_ranges, periphery_parameter_names, restart_input_ranges
 from hwnas_pl.analog.presets import RPU_OVERRIDES, make_rpu_config, resolve_preset, training_free_config
 from hwnas_pl.checkpoint import check_state_dict_matches
 from hwnas_pl.errors import ConfigError
@@ -116,13 +116,9 @@ class AnalogTransform(ModelTransform):
                 bypass_input_ranges(module.net)
             self.phase = phase
 
-    #: parameter name endings of aihwkit's learned periphery (DAC ranges, output scales)
-    PERIPHERY_PARAMETERS = ("input_range", "out_scaling_alpha")
-
     def no_weight_decay(self, net: nn.Module) -> set[str]:
-        """Names of ``net``'s parameters that weight decay must not shrink: the tiles' learned input ranges and
-        output scales (weight decay on them would narrow the DAC range and rescale outputs, not regularise)."""
-        return {name for name, _ in net.named_parameters() if name.endswith(self.PERIPHERY_PARAMETERS)}
+        """The tiles' learned input ranges and output scales (:func:`~.inference.periphery_parameter_names`)."""
+        return periphery_parameter_names(net)
 
     def on_fit_start(self, module: Any) -> None:
         digital = "; ".join(f"{k}: {v}" for k, v in self.digital_layers.items()) or "none"

@@ -88,7 +88,8 @@ class DriftEvaluation(L.Callback):
         self.trials, self.seed, self.every_n_epochs = trials, seed, every_n_epochs
         if calibration_batches < 1:
             raise ConfigError(f"DriftEvaluation calibration_batches must be at least 1, got {calibration_batches}.")
-        self.compare_digital, self.output_dir, self.calibration_batches = compare_digital, output_dir, calibration_batches
+        self.compare_digital, self.output_dir = compare_digital, output_dir
+        self.calibration_batches = calibration_batches
         self.reports: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ hooks
@@ -222,8 +223,10 @@ def last_epoch(trainer: L.Trainer) -> int | None:
 
 
 def compare_avm(hwa: DriftResult, digital: DriftResult) -> dict[str, Any]:
-    """The digital network's AVM minus the HWA one's with a 95 % Welch interval over trials (accuracy fractions),
-    and their ratio when both AVMs are significantly positive (``None`` with the reason otherwise)."""
+    """The digital network's AVM minus the HWA one's, with a 95 % Welch interval over trials (accuracy fractions).
+
+    Their ratio is added when both AVMs are significantly positive (``None``, with the reason, otherwise).
+    """
     out: dict[str, Any] = {"avm_difference_digital_minus_hwa": difference_ci(digital.avm_trials(), hwa.avm_trials())}
     cis = {name: difference_ci(r.avm_trials()) for name, r in (("hwa", hwa), ("digital", digital))}
     if all(ci is not None and ci["ci95"][0] > 0 for ci in cis.values()):

@@ -434,8 +434,10 @@ class AnalogNASSpace(EncodedSpace):
         return int(self._params_of_vectors(self.encode(arch)[None])[0])
 
     def weights(self, arch: Any) -> int:
-        """Convolution and linear weights of :meth:`build` (no BatchNorm, no biases): what analog tiles hold, thesis
-        Table 5.4's "Weights" column. Counted on the meta device, so no memory is allocated."""
+        """Convolution and linear weights of :meth:`build` (no BatchNorm, no biases): what analog tiles hold.
+
+        Thesis Table 5.4's "Weights" column. Counted on the meta device, so no memory is allocated.
+        """
         with torch.device("meta"):
             net = self.build(arch, self.num_classes, (self.input_channels, 32, 32))
         return sum(m.weight.numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
