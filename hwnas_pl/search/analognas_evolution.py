@@ -1,13 +1,17 @@
 """AnalogNAS constrained evolutionary search (thesis §5.3.3, Algorithm 6, problem 5.3).
 
-    max_α  ACC_1d(α)   s.t.  ψ(α) < T_p  (parameters),  AVM(α) < T_AVM
+    max_α  ACC_1d(α) / σ(α)   s.t.  ψ(α) < T_p  (parameters),  AVM(α) < T_AVM
 
-1. The surrogate (:class:`~hwnas_pl.surrogates.AnalogSurrogate`) is trained beforehand.
-2. The population is drawn by Latin-hypercube sampling under T_p (the space's constraint), redrawing every
-   architecture whose predicted AVM is not below T_AVM.
-3. Each iteration keeps the better half by the surrogate's rank, adds one mutant of each (the space's mutation:
-   depth/width/other with the thesis's probabilities on the macro space), and replaces every architecture that
-   breaks T_AVM, and every duplicate, with a fresh LHS draw that meets both constraints.
+1. The surrogate (:class:`~hwnas_pl.surrogates.AnalogSurrogate`) is trained beforehand. Its ``acc_1d`` (the
+   ranker's score mapped to accuracy points) and ``sigma_1d`` give the fitness ``acc_1d / max(σ, σ_floor)``;
+   ``fitness: rank`` uses the ranker's score alone.
+2. The population is drawn by Latin-hypercube sampling under T_p (the space's constraint); every architecture
+   whose predicted AVM is not below T_AVM is replaced by a draw from the same hypercube (thesis: "sampled from
+   the same hypercube dimension as the previous one"; on the macro space, the same number of main blocks M).
+3. Each iteration keeps the better half by fitness, adds one mutant of each (the space's mutation: depth/width/
+   other with the thesis's probabilities on the macro space, and its T100/T200 rule), and replaces every
+   architecture that breaks T_AVM, and every duplicate, with a draw from its hypercube that meets both
+   constraints. The loop stops after ``iterations`` or once the evolution has run ``time_budget`` seconds.
 4. Every ``check_every`` iterations, ``check_size`` random members are evaluated for real (the search runner's
    evaluator: the NAS-Bench-201 table, or training with :class:`~hwnas_pl.modules.AnalogModule`); when the
    surrogate's Kendall tau on them is below ``tau_threshold`` it is fine-tuned on everything measured so far.
@@ -19,13 +23,17 @@ T_AVM comes through the search's constraint channel, ``constraints: {avm: {"<": 
 spelling of the same budget). Every constraint on a metric the surrogate predicts (``avm``, ``sigma_1d``,
 ``acc_1d_score``) is applied to its predictions; the final pick must meet every constraint by its measured values.
 
-[AMBIG] choices: Algorithm 6 prints "until AVM > T_AVM", read as the constraint AVM < T_AVM of Eq. 5.3; the fitness
-is the surrogate's 1-day accuracy rank (Algorithm 6's "top 50% by predicted rank"), σ is predicted and reported.
-The runner's ``max_evaluations`` bounds the true evaluations.
+[AMBIG] choices: Algorithm 6 prints "until AVM > T_AVM", read as the constraint AVM < T_AVM of Eq. 5.3. ACC/σ is
+unbounded as σ → 0, and collapsed networks (chance accuracy, every trial alike) have σ = 0: on the NAS-Bench-201
+analog table the true ACC/σ's best cell is such a network (10 %), so σ is floored at ``sigma_floor``, by default
+the 5th percentile of σ in the surrogate's training data (0.33 points there, below which the true ACC/σ's best
+is the table's most accurate cell). With ``fitness: acc_over_sigma`` the final candidates are compared by their
+measured ACC/σ as well. The runner's ``max_evaluations`` bounds the true evaluations.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +48,9 @@ from hwnas_pl.surrogates.analog import TARGETS, AnalogSurrogate
 
 SurrogateFactory = Callable[[SearchSpace], AnalogSurrogate]
 DEFAULT_MAX_AVM = 10.0  # the thesis's T_AVM by default
+FITNESSES = ("acc_over_sigma", "rank")
+#: the surrogate's outputs, in the columns of :meth:`AnalogNASEvolution.predict`
+PREDICTED = ("acc_1d_score", "acc_1d", "avm", "sigma_1d")
 
 
 class AnalogNASEvolution(SearchStrategy):
@@ -59,12 +70,20 @@ class AnalogNASEvolution(SearchStrategy):
         sampling: ``"lhs"`` (thesis) or ``"uniform"``.
         max_redraws: rounds of redrawing before giving up on finding architectures that meet T_AVM.
         final_candidates: the surrogate's top-k evaluated at the end; the best measured is returned (1: Algorithm 6).
+        fitness: ``"acc_over_sigma"`` (Eq. 5.3: predicted ACC_1d / σ) or ``"rank"`` (the ranker's score alone).
+        sigma_floor: σ below this counts as this in ACC/σ, in accuracy points (``None``: the 5th percentile of σ in
+            the surrogate's training data).
+        time_budget: seconds of evolution after which the search goes to its last check and final pick (``None``:
+            ``iterations`` alone; a time budget makes the number of iterations, so the run, machine-dependent).
     """
 
     handles_constraints = True
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle; a version-1 pickle had T_AVM only as ``max_avm`` (the bound of every redraw)."""
+        """Unpickle; a version-1 pickle had T_AVM only as ``max_avm`` and ranked by score alone."""
+        for key, value in (("fitness", "rank"), ("sigma_floor", None), ("time_budget", None), ("elapsed", 0.0)):
+            state.setdefault(key, value)
+        state["predictions"] = {}  # a cache; older ones held 3 columns
         state.setdefault("max_avm_arg", state.get("max_avm"))
         state.setdefault(
             "predicted_constraints", [Constraint("avm", "<", float(state.get("max_avm", DEFAULT_MAX_AVM)))]
@@ -84,8 +103,17 @@ class AnalogNASEvolution(SearchStrategy):
         sampling: str = "lhs",
         max_redraws: int = 50,
         final_candidates: int = 1,
+        fitness: str = "acc_over_sigma",
+        sigma_floor: float | None = None,
+        time_budget: float | None = None,
     ) -> None:
         super().__init__(space, batch_size=check_size)
+        if fitness not in FITNESSES:
+            raise ConfigError(f"Unknown AnalogNAS fitness '{fitness}'; expected one of: {', '.join(FITNESSES)}.")
+        if sigma_floor is not None and not sigma_floor > 0:
+            raise ConfigError(f"AnalogNASEvolution sigma_floor must be positive or null, got {sigma_floor}.")
+        if time_budget is not None and not time_budget > 0:
+            raise ConfigError(f"AnalogNASEvolution time_budget must be positive seconds or null, got {time_budget}.")
         if population_size < 2 or iterations < 0 or check_every < 1 or check_size < 2:
             raise ConfigError(
                 "AnalogNASEvolution needs population_size >= 2, iterations >= 0, check_every >= 1 and check_size >= 2; "
@@ -109,12 +137,14 @@ class AnalogNASEvolution(SearchStrategy):
         self.predicted_constraints: list[Constraint] = [Constraint("avm", "<", self.max_avm)]
         self.check_every, self.check_size, self.tau_threshold = check_every, check_size, tau_threshold
         self.sampling, self.max_redraws, self.final_candidates = sampling, max_redraws, final_candidates
+        self.fitness, self.sigma_floor, self.time_budget = fitness, sigma_floor, time_budget
+        self.elapsed = 0.0  # seconds of evolution so far (kept across resumes)
         # state (pickled whole by the runner)
         self.rng = np.random.default_rng(0)
         self.population: list[Any] = []
         self.iteration = 0
         self.phase = "search"  # search -> final -> done
-        self.predictions: dict[Any, tuple[float, float, float]] = {}
+        self.predictions: dict[Any, tuple[float, ...]] = {}
         self.measured: dict[Any, dict[str, float]] = {}
         self.checks: list[dict[str, Any]] = []
         self.top1: Any = None
@@ -123,27 +153,58 @@ class AnalogNASEvolution(SearchStrategy):
     # ------------------------------------------------------------------ surrogate
     def _predicted_ok(self, archs: list[Any]) -> np.ndarray:
         """Mask of ``archs`` whose predictions meet every constraint on a predicted metric (T_AVM)."""
-        pred = self.predict(archs)
-        columns = dict(zip(self.surrogate.directions, pred.T))  # (acc_1d_score, avm, sigma_1d), predict()'s order
+        columns = dict(zip(PREDICTED, self.predict(archs).T))
         ok = np.ones(len(archs), dtype=bool)
         for c in self.predicted_constraints:
             ok &= c.feasible(columns[c.metric])
         return ok
 
     def predict(self, archs: list[Any]) -> np.ndarray:
-        """``(len(archs), 3)`` predicted (score, AVM, σ), cached per architecture until the surrogate changes."""
+        """``(len(archs), 4)`` predictions in :data:`PREDICTED`'s order, cached until the surrogate changes."""
         new = [a for a in dict.fromkeys(archs) if a not in self.predictions]
         if new:
             out = self.surrogate.evaluate(new)
-            for a, s, v, g in zip(new, out["acc_1d_score"], out["avm"], out["sigma_1d"]):
-                self.predictions[a] = (float(s), float(v), float(g))
-        return np.array([self.predictions[a] for a in archs], dtype=float).reshape(len(archs), 3)
+            for k, a in enumerate(new):
+                self.predictions[a] = tuple(float(out[name][k]) for name in PREDICTED)
+        return np.array([self.predictions[a] for a in archs], dtype=float).reshape(len(archs), len(PREDICTED))
 
-    def _fresh(self, n: int, exclude: set[Any]) -> list[Any]:
-        """``n`` new architectures from LHS draws under T_p whose predicted AVM is below T_AVM."""
+    def floor(self) -> float:
+        """σ_floor of ACC/σ: ``sigma_floor``, or the 5th percentile of the surrogate's training σ (at least 1e-3)."""
+        if self.sigma_floor is not None:
+            return float(self.sigma_floor)
+        sigma = np.asarray(self.surrogate.train_targets.get("sigma_1d", []), dtype=float)
+        return max(float(np.percentile(sigma, 5)), 1e-3) if sigma.size else 1e-3
+
+    def score_of(self, acc: np.ndarray, sigma: np.ndarray, rank: np.ndarray | None = None) -> np.ndarray:
+        """The fitness of accuracies and σ (Eq. 5.3, σ floored), or ``rank`` under ``fitness: rank``."""
+        if self.fitness == "rank":
+            return np.asarray(acc if rank is None else rank, dtype=float)
+        return np.asarray(acc, dtype=float) / np.maximum(np.asarray(sigma, dtype=float), self.floor())
+
+    def fitness_of(self, archs: list[Any]) -> np.ndarray:
+        """Predicted fitness of ``archs`` (larger is better)."""
+        pred = self.predict(archs)
+        return self.score_of(pred[:, 1], pred[:, 3], rank=pred[:, 0])
+
+    def _fresh(self, n: int, exclude: set[Any], like: list[Any] | None = None) -> list[Any]:
+        """``n`` new architectures under T_p whose predictions meet every predicted-metric constraint (T_AVM).
+
+        The ``k``-th comes from the hypercube of ``like[k]`` (the architecture it replaces) when given; slots whose
+        hypercube yields none in ``max_redraws`` rounds, and all slots without ``like``, draw from the whole space.
+        """
         found: list[Any] = []
+        for target in like or []:
+            for _ in range(self.max_redraws):
+                draws = [a for a in dict.fromkeys(self.space.sample_like(target, 8, self.rng, self.sampling))
+                         if a not in exclude and a not in found]  # fmt: skip
+                ok = [a for a, keep in zip(draws, self._predicted_ok(draws)) if keep] if draws else []
+                if ok:
+                    found.append(ok[0])
+                    break
         for _ in range(self.max_redraws):
-            draws = [a for a in dict.fromkeys(self.space.sample(max(2 * n, 16), self.rng, self.sampling))
+            if len(found) >= n:
+                return found[:n]
+            draws = [a for a in dict.fromkeys(self.space.sample(max(2 * (n - len(found)), 16), self.rng, self.sampling))
                      if a not in exclude and a not in found]  # fmt: skip
             if draws:
                 ok = self._predicted_ok(draws)
@@ -169,7 +230,10 @@ class AnalogNASEvolution(SearchStrategy):
             )
         self._resolve_constraints()
         self.rng = np.random.default_rng(seed)
-        self.population = self._fresh(self.population_size, set())
+        drawn = list(dict.fromkeys(self.space.sample(self.population_size, self.rng, self.sampling)))
+        ok = [a for a, keep in zip(drawn, self._predicted_ok(drawn)) if keep]
+        violators = [a for a in drawn if a not in set(ok)]
+        self.population = ok + self._fresh(self.population_size - len(ok), set(ok), like=violators)
 
     def _resolve_constraints(self) -> None:
         """T_AVM from the search's ``avm`` constraint (or ``max_avm``); the search's predicted-metric constraints."""
@@ -188,20 +252,28 @@ class AnalogNASEvolution(SearchStrategy):
             self.predicted_constraints = [Constraint("avm", "<", self.max_avm), *mine]
 
     def step(self) -> None:
-        """One iteration: top half by predicted rank, one mutant each, violators and duplicates redrawn."""
-        scores = self.predict(self.population)[:, 0]
-        parents = [self.population[i] for i in np.argsort(-scores, kind="stable")[: self.population_size // 2]]
+        """One iteration: top half by fitness, one mutant each, violators and duplicates redrawn from their cube."""
+        fitness = self.fitness_of(self.population)
+        parents = [self.population[i] for i in np.argsort(-fitness, kind="stable")[: self.population_size // 2]]
         children = [self.space.mutate(a, self.rng) for a in parents]
-        pool = list(dict.fromkeys(parents + children))
-        pool = [a for a, ok in zip(pool, self._predicted_ok(pool)) if ok]
+        candidates = parents + children
+        keep = self._predicted_ok(candidates)
+        pool: list[Any] = []
+        replaced: list[Any] = []  # violators and duplicates, each replaced from its own hypercube
+        for a, ok in zip(candidates, keep):
+            (pool if ok and a not in pool else replaced).append(a)
         pool = pool[: self.population_size]
-        self.population = pool + self._fresh(self.population_size - len(pool), set(pool))
+        missing = self.population_size - len(pool)
+        self.population = pool + self._fresh(missing, set(pool), like=replaced[:missing])
         self.iteration += 1
 
     def ranked(self) -> list[Any]:
-        """The population, best first by the surrogate."""
-        order = np.argsort(-self.predict(self.population)[:, 0], kind="stable")
+        """The population, best first by fitness."""
+        order = np.argsort(-self.fitness_of(self.population), kind="stable")
         return [self.population[i] for i in order]
+
+    def _out_of_time(self) -> bool:
+        return self.time_budget is not None and self.elapsed >= self.time_budget
 
     def _ask(self) -> list[Any]:
         if self.phase == "done":
@@ -209,7 +281,11 @@ class AnalogNASEvolution(SearchStrategy):
         if self.phase == "final":
             return self.ranked()[: self.final_candidates]
         for _ in range(min(self.check_every, self.iterations - self.iteration)):
+            if self._out_of_time():
+                break
+            start = time.perf_counter()
             self.step()
+            self.elapsed += time.perf_counter() - start
         pick = self.rng.choice(len(self.population), size=self.check_size, replace=False)
         return [self.population[i] for i in np.sort(pick)]
 
@@ -224,7 +300,9 @@ class AnalogNASEvolution(SearchStrategy):
             for c in avm:  # T_AVM on the measured AVM (also when it came as max_avm, not through G)
                 feasible &= c.feasible(values["avm"])
             ok = [a for a, keep in zip(archs, feasible) if keep]
-            self.top1 = max(ok, key=lambda a: self.measured[a]["acc_1d"]) if ok else archs[0]
+            measured = self.score_of(values["acc_1d"], values["sigma_1d"])
+            best = {a: measured[k] for k, a in enumerate(archs)}
+            self.top1 = max(ok, key=best.__getitem__) if ok else archs[0]
             self.candidates = list(archs)
             self.phase = "done"
             return
@@ -236,12 +314,14 @@ class AnalogNASEvolution(SearchStrategy):
             self.surrogate.fine_tune(measured, {t: [self.measured[a][t] for a in measured] for t in TARGETS})
             self.predictions.clear()
             # fine-tuning may move the population past T_AVM: redraw the members that now break it
-            ok = [a for a, keep in zip(self.population, self._predicted_ok(self.population)) if keep]
-            self.population = ok + self._fresh(self.population_size - len(ok), set(ok))
+            keep = self._predicted_ok(self.population)
+            ok = [a for a, k in zip(self.population, keep) if k]
+            broken = [a for a, k in zip(self.population, keep) if not k]
+            self.population = ok + self._fresh(self.population_size - len(ok), set(ok), like=broken)
         self.checks.append(
             {"iteration": self.iteration, "kendall_tau": tau, "checked": len(archs), "fine_tuned": tuned}
         )
-        if self.iteration >= self.iterations:
+        if self.iteration >= self.iterations or self._out_of_time():
             self.phase = "final"
 
     # ------------------------------------------------------------------ checkpoint
@@ -267,30 +347,29 @@ class AnalogNASEvolution(SearchStrategy):
         """Top-1 (predicted and, once evaluated, measured), the population ranked by the surrogate, the checks."""
         if not self.population:
             return {"iterations": self.iteration}
-        pred = self.predict(self.population)
-        order = np.argsort(-pred[:, 0], kind="stable")
+        pred, fitness = self.predict(self.population), self.fitness_of(self.population)
+        order = np.argsort(-fitness, kind="stable")
         top1 = self.top1 if self.top1 is not None else self.population[int(order[0])]  # before the end: top-1
         top_pred = self.predict([top1])[0]
         return {
             "top1": {
                 "arch": self.space.to_string(top1),
-                "predicted": {"acc_1d_score": top_pred[0], "avm": top_pred[1], "sigma_1d": top_pred[2]},
+                "predicted": {**dict(zip(PREDICTED, top_pred)), "fitness": float(self.fitness_of([top1])[0])},
                 "measured": self.measured.get(top1),
                 "candidates": [{"arch": self.space.to_string(a), **self.measured[a]} for a in self.candidates],
             },
             "iterations": self.iteration,
+            "fitness": self.fitness,
+            "sigma_floor": self.floor() if self.fitness == "acc_over_sigma" else None,
+            "evolution_seconds": round(self.elapsed, 3),
+            "stopped_by": "time_budget" if self._out_of_time() and self.iteration < self.iterations else "iterations",
             "true_evaluations": len(self.measured),
             "max_avm": self.max_avm,
             "constraints": [str(c) for c in self.predicted_constraints],
             "constraint": self.space.constraint(),
             "checks": self.checks,
             "population": [
-                {
-                    "arch": self.space.to_string(self.population[i]),
-                    "acc_1d_score": pred[i, 0],
-                    "avm": pred[i, 1],
-                    "sigma_1d": pred[i, 2],
-                }
+                {"arch": self.space.to_string(self.population[i]), **dict(zip(PREDICTED, pred[i])), "fitness": fitness[i]}
                 for i in order
             ],  # fmt: skip
         }

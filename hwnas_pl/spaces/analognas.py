@@ -196,6 +196,10 @@ class AnalogNASSpace(EncodedSpace):
         max_residual_blocks: largest R.
         max_branches: largest B.
         widening_factors: choices of the widening factor.
+        max_value_prob: probability that a mutation raising a widening factor, R or M to its highest value is kept
+            (thesis §5.4: "when searching for T200 and T100, the probability of increasing the widening factor or
+            depth to their highest values was lessened to 0.2"); ``None``: 0.2 when ``max_params`` is at most
+            200,000, else 1.
 
     Example:
         >>> space = AnalogNASSpace()
@@ -217,6 +221,7 @@ class AnalogNASSpace(EncodedSpace):
         max_residual_blocks: int = 16,
         max_branches: int = 12,
         widening_factors: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0),
+        max_value_prob: float | None = None,
     ) -> None:
         for label, value in (
             ("max_main_blocks", max_main_blocks),
@@ -234,6 +239,9 @@ class AnalogNASSpace(EncodedSpace):
             raise ConfigError(f"AnalogNASSpace widening_factors must be positive numbers, got {widening_factors}.")
         if max_params is not None and max_params < 1:
             raise ConfigError(f"AnalogNASSpace max_params must be positive or null, got {max_params}.")
+        if max_value_prob is not None and not 0.0 <= max_value_prob <= 1.0:
+            raise ConfigError(f"AnalogNASSpace max_value_prob must lie in [0, 1] or be null, got {max_value_prob}.")
+        self.max_value_prob = max_value_prob
         self.max_params = None if max_params is None else int(max_params)
         self.num_classes, self.input_channels = int(num_classes), int(input_channels)
         self.out_channels0 = tuple(sorted(int(c) for c in out_channels0))
@@ -268,6 +276,10 @@ class AnalogNASSpace(EncodedSpace):
 
     def from_index(self, index: int):
         raise ConfigError("The AnalogNAS space has no enumeration order; use decode() or from_string().")
+
+    def _hypercube(self, arch: MacroArch) -> dict[int, int]:
+        """The encoding's length, ``3 + 4M``, is the hypercube's dimension: a replacement keeps ``M``."""
+        return {2: len(arch.blocks) - 1}
 
     def _decode(self, vector: np.ndarray) -> MacroArch:
         m = int(vector[2]) + 1
@@ -457,11 +469,14 @@ class AnalogNASSpace(EncodedSpace):
         """AnalogNAS mutations: depth (±M, ±R, conv block type), width (WF, ±B, OC0) and other (KS0).
 
         Each class applies with its thesis probability (0.8, 0.8, 0.5; all ``prob`` when given), one mutation
-        drawn uniformly within the class; at least one applies. Up to 100 mutants are drawn until one differs
-        from ``arch`` and keeps to the budget; ``arch`` comes back unchanged when none does.
+        drawn uniformly within the class; at least one applies. A mutant that raises a widening factor, R or M to
+        its highest value is kept with probability :attr:`max_value_prob` (the T100/T200 rule). Up to 100 mutants
+        are drawn until one differs from ``arch`` and keeps to the budget; ``arch`` comes back unchanged when none
+        does.
         """
         arch = self.validate(arch)
         probs = MUTATION_PROBS if prob is None else dict.fromkeys(MUTATION_PROBS, prob)
+        keep_max = self.effective_max_value_prob()
         for _ in range(100):
             chosen = [k for k, p in probs.items() if rng.random() < p]
             if not chosen:
@@ -469,9 +484,31 @@ class AnalogNASSpace(EncodedSpace):
             child = arch
             for kind in chosen:
                 child = self._mutate_once(child, kind, rng)
-            if child != arch and self._feasible(self._encode(child)[None])[0]:
-                return child
+            if child == arch or not self._feasible(self._encode(child)[None])[0]:
+                continue
+            if keep_max < 1.0 and self.reaches_max(arch, child) and rng.random() >= keep_max:
+                continue
+            return child
         return arch
+
+    def effective_max_value_prob(self) -> float:
+        """:attr:`max_value_prob`, or its default: 0.2 under a budget of at most 200,000 parameters, else 1."""
+        if self.max_value_prob is not None:
+            return float(self.max_value_prob)
+        return 0.2 if self.max_params is not None and self.max_params <= 200_000 else 1.0
+
+    def reaches_max(self, parent: MacroArch, child: MacroArch) -> bool:
+        """Whether ``child`` raises M, or a main block's R or widening factor, to its highest value."""
+        if len(child.blocks) == self.max_main_blocks > len(parent.blocks):
+            return True
+        top_r, top_wf = self.max_residual_blocks, self.widening_factors[-1]
+        for i, block in enumerate(child.blocks):
+            before = parent.blocks[i] if i < len(parent.blocks) else None
+            if block.residual_blocks == top_r and (before is None or before.residual_blocks < top_r):
+                return True
+            if block.widening == top_wf and (before is None or before.widening < top_wf):
+                return True
+        return False
 
     def _mutate_once(self, arch: MacroArch, kind: str, rng: np.random.Generator) -> MacroArch:
         blocks = list(arch.blocks)

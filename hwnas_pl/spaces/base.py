@@ -15,7 +15,7 @@ import inspect
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,15 @@ class SearchSpace(ABC):
     def sample(self, n: int, rng: np.random.Generator, method: str = "uniform") -> list[Arch]:
         """``n`` architectures drawn with ``rng``."""
         return self._sample(n, rng, method)
+
+    def sample_like(self, arch: Any, n: int, rng: np.random.Generator, method: str = "lhs") -> list[Arch]:
+        """``n`` architectures drawn from the same hypercube as ``arch`` (default: the whole space).
+
+        AnalogNAS's replacement of a constraint violator (thesis §5.3.3: "sampled from the same hypercube dimension
+        as the previous one"); spaces whose encoding length depends on the architecture fix that length.
+        """
+        self.validate(arch)
+        return self.sample(n, rng, method)
 
     def mutate(self, arch: Any, rng: np.random.Generator, prob: float | None = None) -> Arch:
         """A variation of ``arch``."""
@@ -290,19 +299,39 @@ class EncodedSpace(SearchSpace):
         """Mask of the rows of ``vectors`` (integer encodings) that meet the space's constraints; default: all."""
         return np.ones(len(vectors), dtype=bool)
 
-    def _draw(self, n: int, rng: np.random.Generator, method: str) -> np.ndarray:
-        """``n`` integer vectors drawn uniformly or by Latin-hypercube sampling, constraints ignored."""
+    def _hypercube(self, arch: Arch) -> dict[int, int]:
+        """Positions (and values) that define the hypercube ``arch`` lies in; default: none (one hypercube)."""
+        return {}
+
+    def _draw(self, n: int, rng: np.random.Generator, method: str, fixed: Mapping[int, int] | None = None) -> np.ndarray:
+        """``n`` integer vectors drawn uniformly or by Latin-hypercube sampling, constraints ignored.
+
+        Positions in ``fixed`` take its values (the other positions are stratified as usual).
+        """
         card = np.asarray(self.cardinalities)
         if method == "uniform":
-            return rng.integers(0, card, size=(n, self.n_vars))
-        if method == "lhs":
+            out = rng.integers(0, card, size=(n, self.n_vars))
+        elif method == "lhs":
             strata = np.stack([rng.permutation(n) for _ in range(self.n_vars)], axis=1)
             u = (strata + rng.random((n, self.n_vars))) / max(n, 1)
-            return np.minimum((u * card).astype(np.int64), card - 1)
-        raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
+            out = np.minimum((u * card).astype(np.int64), card - 1)
+        else:
+            raise ConfigError(f"Unknown sampling method '{method}'; expected 'uniform' or 'lhs'.")
+        for i, value in (fixed or {}).items():
+            out[:, i] = value
+        return out
+
+    def sample_like(self, arch: Any, n: int, rng: np.random.Generator, method: str = "lhs") -> list[Arch]:
+        """``n`` architectures from the hypercube of ``arch``: its :meth:`_hypercube` positions fixed, the rest drawn."""
+        return self.sample(n, rng, method, fixed=self._hypercube(self.validate(arch)))
 
     def sample(  # type: ignore[override]
-        self, n: int, rng: np.random.Generator, method: str = "uniform", max_draws: int = 10_000_000
+        self,
+        n: int,
+        rng: np.random.Generator,
+        method: str = "uniform",
+        max_draws: int = 10_000_000,
+        fixed: Mapping[int, int] | None = None,
     ) -> list[Arch]:
         """``n`` architectures drawn uniformly, or by Latin-hypercube sampling (``method="lhs"``).
 
@@ -310,12 +339,13 @@ class EncodedSpace(SearchSpace):
         every position appears ``n / cardinality`` times (±1) in the sample. In a constrained space (see
         :meth:`constraint`) draws that break the constraint are rejected and redrawn, at most ``max_draws`` in all;
         LHS then covers the feasible region by drawing larger hypercubes and keeping their feasible rows.
+        ``fixed`` positions (:meth:`sample_like`) take the given values in every draw.
 
         Raises:
             ConfigError: when fewer than ``n`` of ``max_draws`` draws meet the constraint.
         """
         if self.constraint() is None:
-            return [self._decode(v) for v in self._draw(n, rng, method)]
+            return [self._decode(v) for v in self._draw(n, rng, method, fixed)]
         kept: list[np.ndarray] = []
         drawn, accepted = 0, 0
         while accepted < n:
@@ -326,7 +356,7 @@ class EncodedSpace(SearchSpace):
                 )
             rate = (accepted + 1) / (drawn + 1)
             batch = int(min(max_draws - drawn, max(64, 2 * (n - accepted) / rate)))
-            vectors = self._draw(batch, rng, method)
+            vectors = self._draw(batch, rng, method, fixed)
             good = vectors[self._feasible(vectors)][: n - accepted]
             kept.append(good)
             drawn, accepted = drawn + batch, accepted + len(good)

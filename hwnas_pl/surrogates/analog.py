@@ -7,6 +7,10 @@ space (architecture features, op counts and :meth:`~hwnas_pl.spaces.base.SearchS
   loss of Eq. 5.2, read as ``L = Σ_{y_i > y_j} max(0, m − (P(a_i) − P(a_j)))`` with margin ``m = 0.1`` ([AMBIG]:
   the thesis prints ``m − P(a_i) − P(a_j)``). Only its order means anything. ``loss: pairwise`` uses XGBoost's
   own ``rank:pairwise`` instead.
+- ``acc_1d``: the 1-day accuracy in points, the score mapped through an isotonic (monotone) regression of the
+  measured accuracies on the ranker's scores of the training architectures. Eq. 5.3's fitness ACC/σ needs an
+  accuracy, which a rank score is not ([AMBIG]: the thesis does not say how it turns ranks into ACC); the map is
+  monotone, so the order is the ranker's.
 - ``avm``: accuracy variation over one month, ``acc(1 s) − acc(30 d)`` in points, squared error.
 - ``sigma_1d``: standard deviation of the 1-day accuracy over drift trials, squared error.
 
@@ -74,7 +78,7 @@ class AnalogSurrogate(Surrogate):
         seed: seed of the tree models and of the draw from ``train_data``.
     """
 
-    directions = {"acc_1d_score": "max", "avm": "min", "sigma_1d": "min"}
+    directions = {"acc_1d_score": "max", "acc_1d": "max", "avm": "min", "sigma_1d": "min"}
     label = "Surrogate"
     targets = TARGETS
 
@@ -105,6 +109,8 @@ class AnalogSurrogate(Surrogate):
                      "nthread": 0}  # fmt: skip
         self.input_shape, self.num_classes, self.seed = tuple(int(s) for s in input_shape), num_classes, seed
         self.boosters: dict[str, Any] = {}
+        #: isotonic map score -> 1-day accuracy, as (scores, accuracies) knots interpolated linearly
+        self.calibration: tuple[np.ndarray, np.ndarray] | None = None
         if path is not None:
             self.load(path)
         elif train_data is not None:
@@ -139,6 +145,16 @@ class AnalogSurrogate(Surrogate):
         """Train all three models on measured ``acc_1d``, ``avm``, ``sigma_1d``."""
         X = self.features(archs)
         self.boosters = {t: self._train(t, X, targets[t], self.rounds) for t in TARGETS}
+        self.calibration = self._calibrate(X, targets["acc_1d"])
+
+    def _calibrate(self, X: np.ndarray, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Knots of the isotonic regression of measured ``acc`` on the ranker's scores of ``X``."""
+        import xgboost as xgb
+        from sklearn.isotonic import IsotonicRegression
+
+        score = self.boosters["acc_1d"].predict(xgb.DMatrix(X)).astype(np.float64)
+        iso = IsotonicRegression(out_of_bounds="clip").fit(score, np.asarray(acc, dtype=np.float64))
+        return np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64)
 
     def fine_tune(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> AnalogSurrogate:
         """Add measured architectures to the training set and continue boosting ``fine_tune_rounds`` on all of it.
@@ -149,15 +165,23 @@ class AnalogSurrogate(Surrogate):
         all_archs, all_y = self.merged(archs, targets)
         X = self.features(all_archs)
         self.boosters = {t: self._train(t, X, all_y[t], self.fine_tune_rounds, self.boosters[t]) for t in TARGETS}
+        self.calibration = self._calibrate(X, all_y["acc_1d"])
         self.train_archs, self.train_targets = all_archs, all_y
         return self
 
     def score(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        """Kendall tau-b of each prediction against measured ``targets`` of held-out ``archs``; regressors' RMSE."""
+        """Kendall tau-b of each prediction against measured ``targets`` of held-out ``archs``; RMSEs.
+
+        ``kendall_tau_acc_1d_top10`` is the ranker's tau among the architectures whose measured 1-day accuracy is
+        in the top decile of ``archs`` (at least 2), where the EA picks.
+        """
         y = self.check_targets(archs, targets)
         pred = self.evaluate(archs)
+        top = top_decile(y["acc_1d"])
         return {
             "kendall_tau_acc_1d": kendall_tau(pred["acc_1d_score"], y["acc_1d"]),
+            "kendall_tau_acc_1d_top10": kendall_tau(pred["acc_1d_score"][top], y["acc_1d"][top]),
+            "rmse_acc_1d": float(np.sqrt(np.mean((pred["acc_1d"] - y["acc_1d"]) ** 2))),
             "kendall_tau_avm": kendall_tau(pred["avm"], y["avm"]),
             "kendall_tau_sigma_1d": kendall_tau(pred["sigma_1d"], y["sigma_1d"]),
             "rmse_avm": float(np.sqrt(np.mean((pred["avm"] - y["avm"]) ** 2))),
@@ -192,6 +216,9 @@ class AnalogSurrogate(Surrogate):
         self._require_trained()
         data = xgb.DMatrix(self.features(archs))
         out["acc_1d_score"] = self.boosters["acc_1d"].predict(data)
+        if self.calibration is None:  # a model saved before the calibration existed
+            self.calibration = self._calibrate(self.features(self.train_archs), self.train_targets["acc_1d"])
+        out["acc_1d"] = np.interp(out["acc_1d_score"], *self.calibration)
         out["avm"] = self.boosters["avm"].predict(data)
         out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
 
@@ -203,13 +230,22 @@ class AnalogSurrogate(Surrogate):
         return {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
 
     def _model_state(self) -> dict[str, Any]:
-        """The three boosters as XGBoost's JSON."""
-        return {"boosters": {t: b.save_raw("json") for t, b in self.boosters.items()}}
+        """The three boosters as XGBoost's JSON, and the accuracy calibration's knots."""
+        calibration = None if self.calibration is None else [k.tolist() for k in self.calibration]
+        return {"boosters": {t: b.save_raw("json") for t, b in self.boosters.items()}, "calibration": calibration}
 
     def _load_model_state(self, state: Mapping[str, Any]) -> None:
         import xgboost as xgb
 
         self.boosters = {t: xgb.Booster(model_file=bytearray(raw)) for t, raw in state["boosters"].items()}
+        knots = state.get("calibration")
+        self.calibration = None if knots is None else tuple(np.asarray(k, dtype=np.float64) for k in knots)
+
+
+def top_decile(values: np.ndarray) -> np.ndarray:
+    """Indices of the ``max(2, ceil(n / 10))`` largest ``values``."""
+    k = min(len(values), max(2, int(np.ceil(len(values) / 10))))
+    return np.argsort(-np.asarray(values), kind="stable")[:k]
 
 
 def load_training_data(

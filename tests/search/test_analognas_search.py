@@ -9,6 +9,7 @@ from conftest import CONFIGS
 from hwnas_pl.cli import cli_main
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel, NASBench201Table
+from hwnas_pl.pareto import kendall_tau
 from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
 from hwnas_pl.search.constraints import parse_constraints
 from hwnas_pl.search.runner import SearchRunner
@@ -78,16 +79,28 @@ def test_surrogate_ranks_held_out_cells(space, data, surrogate):
     assert scores["kendall_tau_acc_1d"] > 0.6
     assert scores["kendall_tau_avm"] > 0.4 and scores["kendall_tau_sigma_1d"] > 0.4
     assert scores["rmse_avm"] < np.std(targets["avm"][600:])  # better than predicting the mean
-    # the ranker's score orders cells, it is not an accuracy: only its order is used
-    pred = surrogate.evaluate(archs[600:610])
-    assert set(pred) == {"acc_1d_score", "avm", "sigma_1d"} and all(len(v) == 10 for v in pred.values())
+    pred = surrogate.evaluate(archs[600:])
+    assert set(pred) == {"acc_1d_score", "acc_1d", "avm", "sigma_1d"} and all(len(v) == 300 for v in pred.values())
+    # acc_1d is the score mapped monotonically to accuracy points: same order, within the training range, and
+    # closer to the measured accuracy than the training mean is
+    order = np.argsort(pred["acc_1d_score"])
+    assert np.all(np.diff(pred["acc_1d"][order]) >= 0)
+    y_train = targets["acc_1d"][:600]
+    assert y_train.min() <= pred["acc_1d"].min() and pred["acc_1d"].max() <= y_train.max()
+    y = targets["acc_1d"][600:]
+    assert scores["rmse_acc_1d"] == pytest.approx(np.sqrt(np.mean((pred["acc_1d"] - y) ** 2)))
+    assert scores["rmse_acc_1d"] < 0.6 * np.sqrt(np.mean((y_train.mean() - y) ** 2))
+    # the top decile's tau is computed on the 30 most accurate held-out cells
+    top = np.argsort(-y, kind="stable")[:30]
+    assert scores["kendall_tau_acc_1d_top10"] == pytest.approx(kendall_tau(pred["acc_1d_score"][top], y[top]))
 
 
 def test_surrogate_save_load_and_wrong_inputs(space, data, surrogate, tmp_path):
     archs, _ = data
     path = surrogate.save(tmp_path / "s.pkl")
     again = AnalogSurrogate(space, path=str(path))
-    assert np.allclose(again.evaluate(archs[:20])["acc_1d_score"], surrogate.evaluate(archs[:20])["acc_1d_score"])
+    for name in ("acc_1d_score", "acc_1d"):  # the booster and the calibration come back
+        assert np.allclose(again.evaluate(archs[:20])[name], surrogate.evaluate(archs[:20])[name])
     with pytest.raises(UserInputError, match="was trained for something else \\(space: 'nasbench201' in the file"):
         AnalogSurrogate(AnalogNASSpace(), path=str(path))
     with pytest.raises(ConfigError, match="trained on the 'nasbench201' space; 'OC0=32,KS0=5"):
@@ -143,7 +156,7 @@ def test_constrained_evolution_keeps_constraints_checks_and_picks(space, surroga
     found = ea.summary()
     # population: full, no duplicates, every member predicted within T_AVM
     assert len(ea.population) == 20 and len(set(ea.population)) == 20
-    assert (ea.predict(ea.population)[:, 1] < 5.0).all()
+    assert (ea.predict(ea.population)[:, 2] < 5.0).all()  # columns: score, acc_1d, avm, sigma_1d
     assert [c["iteration"] for c in found["checks"]] == [3, 6] and all(c["checked"] == 4 for c in found["checks"])
     # true evaluations: two checks of 4 plus 3 final candidates, fewer when a member was measured twice
     assert found["true_evaluations"] == len(runner.history) <= 11
@@ -152,7 +165,14 @@ def test_constrained_evolution_keeps_constraints_checks_and_picks(space, surroga
     assert top["measured"]["acc_1d"] == truth["acc_1d"][0] and top["measured"]["avm"] < 5.0
     finals = top["candidates"]
     assert len(finals) == 3 and top["arch"] in [c["arch"] for c in finals]
-    assert top["measured"]["acc_1d"] == max(c["acc_1d"] for c in finals if c["avm"] < 5.0)
+    # the pick is the best measured ACC/σ (Eq. 5.3, σ floored at the training σ's 5th percentile) within T_AVM
+    floor = np.percentile(ea.surrogate.train_targets["sigma_1d"], 5)
+    assert found["fitness"] == "acc_over_sigma" and found["sigma_floor"] == pytest.approx(max(floor, 1e-3))
+
+    def fit(c):
+        return c["acc_1d"] / max(c["sigma_1d"], found["sigma_floor"])
+
+    assert fit(top["measured"]) == max(fit(c) for c in finals if c["avm"] < 5.0)
     assert [c["acc_1d"] for c in finals] == model.evaluate([c["arch"] for c in finals])["acc_1d"].tolist()
     assert runner.strategy.ask() == []  # done
 
@@ -255,7 +275,8 @@ def test_a_version1_analognas_search_state_still_resumes(space, surrogate, tmp_p
     """A search_state.pkl of the version that pickled the EA whole (no constraint attributes) resumes exactly."""
     import pickle
 
-    kw = dict(population_size=16, iterations=4, max_avm=5.0, check_every=2, check_size=4, final_candidates=2)
+    kw = dict(population_size=16, iterations=4, max_avm=5.0, check_every=2, check_size=4, final_candidates=2,
+              fitness="rank")  # fmt: skip
     model = NASBench201AnalogModel(space)
 
     def runner(out, budget):
@@ -267,7 +288,8 @@ def test_a_version1_analognas_search_state_still_resumes(space, surrogate, tmp_p
     part = runner(tmp_path / "b", 4)
     part.run()
     old = pickle.loads(pickle.dumps(part.strategy))
-    for key in ("max_avm_arg", "predicted_constraints", "constraints", "penalty_weight"):
+    for key in ("max_avm_arg", "predicted_constraints", "constraints", "penalty_weight", "fitness", "sigma_floor",
+                "time_budget", "elapsed"):  # fmt: skip
         del old.__dict__[key]  # what a version-1 pickle lacks
     state = {k: v for k, v in part.search.state_dict().items() if k not in ("strategy", "constraints")}
     state = {**state, "version": 1, "strategy": old}
@@ -291,3 +313,55 @@ def test_the_analognas_plot_draws_t_avm_and_marks_the_top1(space, surrogate, tmp
     assert "budget avm < 5" in labels and "top-1 pick" in labels
     lines = [ln for ln in fig.axes[1].get_lines() if ln.get_linestyle() == "--"]
     assert len(lines) == 1 and set(lines[0].get_ydata()) == {5.0}  # avm is the y axis: a horizontal line at T_AVM
+
+
+def test_fitness_is_eq_5_3s_acc_over_sigma_and_parents_are_the_fitter_half(space, surrogate):
+    """fitness_of = predicted ACC_1d / max(σ, σ_floor); one step keeps the population's fitter half."""
+    ea = AnalogNASEvolution(space, _copy(surrogate), population_size=20, check_size=4, max_avm=5.0, sigma_floor=0.5)
+    ea.setup(3, 0, OBJECTIVES)
+    pred = ea.predict(ea.population)
+    assert np.allclose(ea.fitness_of(ea.population), pred[:, 1] / np.maximum(pred[:, 3], 0.5))
+    fitter = [ea.population[i] for i in np.argsort(-ea.fitness_of(ea.population), kind="stable")[:10]]
+    ea.step()
+    assert set(fitter) <= set(ea.population)  # the parents stay (they meet T_AVM)
+    rank = AnalogNASEvolution(space, _copy(surrogate), population_size=20, check_size=4, fitness="rank")
+    rank.setup(3, 0, OBJECTIVES)
+    assert np.array_equal(rank.fitness_of(rank.population), rank.predict(rank.population)[:, 0])
+    with pytest.raises(ConfigError, match="Unknown AnalogNAS fitness 'acc'; expected one of: acc_over_sigma, rank"):
+        AnalogNASEvolution(space, surrogate, fitness="acc")
+    with pytest.raises(ConfigError, match="sigma_floor must be positive or null, got 0"):
+        AnalogNASEvolution(space, surrogate, sigma_floor=0)
+
+
+def test_time_budget_stops_the_evolution(space, surrogate, tmp_path):
+    ea = AnalogNASEvolution(space, _copy(surrogate), population_size=16, iterations=1000, check_every=100,
+                            check_size=4, max_avm=5.0, time_budget=1e-6)  # fmt: skip
+    runner = SearchRunner(space, ea, [NASBench201AnalogModel(space)], OBJECTIVES, 1000, str(tmp_path), seed=0,
+                          progress=False)  # fmt: skip
+    runner.run()
+    found = ea.summary()
+    # the first iteration uses up the budget: one iteration, its check, then the final pick
+    assert found["iterations"] == 1 and found["stopped_by"] == "time_budget" and len(found["checks"]) == 1
+    assert found["top1"]["measured"] is not None and found["evolution_seconds"] > 0
+    with pytest.raises(ConfigError, match="time_budget must be positive seconds or null, got -1"):
+        AnalogNASEvolution(space, surrogate, time_budget=-1)
+
+
+def test_violators_are_replaced_from_their_own_hypercube():
+    """On the macro space a T_AVM violator's replacement keeps its M (thesis §5.3.3), and meets T_AVM."""
+    macro = AnalogNASSpace(max_params=100_000, max_main_blocks=3)
+    rng = np.random.default_rng(0)
+    archs = macro.sample(60, rng, "lhs")
+    ks0 = np.array([a.kernel_size0 for a in archs], dtype=float)
+    # a real surrogate on labels with a known rule: AVM grows with the stem's kernel (KS0 >= 5 breaks T_AVM 9)
+    labels = {"acc_1d": 50 + ks0, "avm": 2 * ks0, "sigma_1d": 0.5 + ks0 / 10}
+    sur = AnalogSurrogate(macro, rounds=30, input_shape=(3, 8, 8)).fit(archs, labels)
+    ea = AnalogNASEvolution(macro, sur, population_size=10, check_size=2, max_avm=9.0)
+    ea.setup(3, 0, OBJECTIVES)
+    violators = [a for a in archs if a.kernel_size0 >= 5]
+    violators = [a for a in violators if len(a.blocks) == 2][:3] + [a for a in violators if len(a.blocks) == 1][:3]
+    assert (ea.predict(violators)[:, 2] >= 9.0).all()
+    fresh = ea._fresh(len(violators), set(), like=violators)
+    assert [len(a.blocks) for a in fresh] == [2, 2, 2, 1, 1, 1]
+    assert (ea.predict(fresh)[:, 2] < 9.0).all() and all(macro.is_feasible(a) for a in fresh)
+    assert all(a.kernel_size0 <= 4 for a in fresh)

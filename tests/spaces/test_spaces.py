@@ -266,6 +266,44 @@ def test_analognas_sampling_and_variation_keep_the_budget(analog):
     assert not analog.is_feasible("OC0=128,KS0=7,R=(16),B=(12),CT=(B),WF=(4)")
 
 
+def test_analognas_sample_like_keeps_the_hypercube_dimension(analog):
+    """A violator's replacement (thesis §5.3.3) has its M (encoding length 3 + 4M); the rest is redrawn by LHS."""
+    rng = np.random.default_rng(1)
+    for arch in ("OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)", "OC0=16,KS0=3,R=(2),B=(1),CT=(B),WF=(2)"):
+        m = len(analog.from_string(arch).blocks)
+        draws = analog.sample_like(arch, 40, rng)
+        assert {len(a.blocks) for a in draws} == {m} and all(analog.is_feasible(a) for a in draws)
+        assert len({a.out_channels0 for a in draws}) > 10  # the other genes are drawn, not copied
+    nb201 = NASBench201Space()  # one hypercube: the whole space
+    assert len(set(nb201.sample_like(nb201.from_index(0), 50, rng))) > 45
+
+
+def test_analognas_t100_rule_lessens_mutations_to_the_highest_values():
+    """Thesis §5.4: under T100/T200, raising WF or depth to its highest value is kept with probability 0.2."""
+    from hwnas_pl.spaces import AnalogNASSpace
+
+    assert AnalogNASSpace(max_params=200_000).effective_max_value_prob() == 0.2
+    assert AnalogNASSpace(max_params=1_000_000).effective_max_value_prob() == 1.0
+    assert AnalogNASSpace(max_params=100_000, max_value_prob=0.5).effective_max_value_prob() == 0.5
+    parent = "OC0=8,KS0=3,R=(15,1),B=(1,1),CT=(B,B),WF=(3.5,1)"  # one step from R = 16 and from WF = 4
+
+    def share_at_max(prob):
+        space = AnalogNASSpace(max_params=None, max_value_prob=prob)
+        a, rng = space.from_string(parent), np.random.default_rng(0)
+        return np.mean([space.reaches_max(a, space.mutate(a, rng)) for _ in range(1000)])
+
+    free, never, fifth = share_at_max(1.0), share_at_max(0.0), share_at_max(0.2)
+    assert never == 0.0 and free > 0.08
+    assert 0.1 * free < fifth < 0.4 * free  # about a fifth as often (binomial noise on 1000 draws)
+    space = AnalogNASSpace(max_params=None)
+    a = space.from_string(parent)
+    assert space.reaches_max(a, space.from_string("OC0=8,KS0=3,R=(16,1),B=(1,1),CT=(B,B),WF=(3.5,1)"))
+    assert space.reaches_max(a, space.from_string("OC0=8,KS0=3,R=(15,1),B=(1,1),CT=(B,B),WF=(3.5,4)"))
+    assert not space.reaches_max(a, space.from_string("OC0=8,KS0=3,R=(14,1),B=(1,1),CT=(B,B),WF=(3.5,1)"))
+    with pytest.raises(ConfigError, match="max_value_prob must lie in \\[0, 1\\] or be null, got 2"):
+        AnalogNASSpace(max_value_prob=2)
+
+
 @pytest.mark.parametrize(
     ("arch", "match"),
     [
