@@ -17,8 +17,10 @@ conv-block type and a skip (identity, or 1×1 convolution + BN when the shape ch
 Ranges (Table 5.1): OC0 ∈ [8, 128] (step 4 by default), KS0 ∈ [3, 7], M ∈ [1, 5], R ∈ [1, 16], B ∈ [1, 12],
 conv block ∈ {A, B, C, D}, WF ∈ [1, 4] (a grid, step 0.5 by default); R, B, block type and WF repeat per main
 block. [AMBIG] choices, recorded here: the width rule above, the bottleneck's inner width (ResNet's expansion
-4), even stem kernels padded one more on the right and bottom; the thesis's "skip connection" mutation (ST) is
-not part of Table 5.1 and is left out.
+4), even stem kernels padded one more on the right and bottom. The thesis's "add skip connections" mutation (ST,
+§5.3.3) is not in Table 5.1, whose residual blocks all have skips; here it is one more gene per main block, a skip
+around the whole main block (identity, or 1×1 convolution + BN when the shape changes) added to its output,
+written ``ST=(0,1)`` after ``WF`` (left out when no main block has one, so Table 5.2's strings are unchanged).
 
 **The paper's networks** (:data:`PAPER_NETWORKS`). Under this rule a real ResNet32 (He et al.: widths 16/32/64,
 five basic blocks per stage, 1×1 projection skips) is ``OC0=16,KS0=3,R=(5,5,5),B=(1,1,1),CT=(B,B,B),WF=(1,2,2)``,
@@ -94,6 +96,7 @@ class MainBlock:
     branches: int
     conv_block: str
     widening: float
+    skip: bool = False  #: the ST gene: a skip around the whole main block
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class MacroArch:
     blocks: tuple[MainBlock, ...]
 
     def table_row(self) -> dict[str, Any]:
-        """Thesis Table 5.2 columns: ``OC0, KS0, M, R, B, CT, WF``."""
+        """Thesis Table 5.2 columns ``OC0, KS0, M, R, B, CT, WF``, and ``ST`` (0/1 per main block)."""
         return {
             "OC0": self.out_channels0,
             "KS0": self.kernel_size0,
@@ -114,6 +117,7 @@ class MacroArch:
             "B": tuple(b.branches for b in self.blocks),
             "CT": tuple(b.conv_block for b in self.blocks),
             "WF": tuple(b.widening for b in self.blocks),
+            "ST": tuple(int(b.skip) for b in self.blocks),
         }
 
 
@@ -148,9 +152,7 @@ class ResidualBlock(nn.Module):
                 layers = _conv_unit(c_in, c_out, 3, stride, swapped, True)
                 layers += _conv_unit(c_out, c_out, 3, 1, swapped, False)
             self.branches.append(nn.Sequential(*layers))
-        self.skip: nn.Module = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = _projection(c_in, c_out, stride)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,6 +160,25 @@ class ResidualBlock(nn.Module):
         for branch in self.branches:
             out = out + branch(x)
         return self.act(out)
+
+
+def _projection(c_in: int, c_out: int, stride: int) -> nn.Module:
+    """Identity, or a 1×1 convolution + BN when the shape changes (the skips of both levels)."""
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+
+class MainBlockSkip(nn.Module):
+    """``body(x) + skip(x)``: a main block's residual blocks with the ST skip around them."""
+
+    def __init__(self, body: Sequence[nn.Module], c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.skip = _projection(c_in, c_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
 
 
 def _stem(c_in: int, c_out: int, kernel: int) -> nn.Module:
@@ -178,8 +199,9 @@ def _format(values: Sequence[Any]) -> str:
 
 STRING_PATTERN = re.compile(
     r"^OC0=(?P<OC0>[^,]+),KS0=(?P<KS0>[^,]+),R=\((?P<R>[^)]*)\),B=\((?P<B>[^)]*)\),"
-    r"CT=\((?P<CT>[^)]*)\),WF=\((?P<WF>[^)]*)\)$"
+    r"CT=\((?P<CT>[^)]*)\),WF=\((?P<WF>[^)]*)\)(?:,ST=\((?P<ST>[^)]*)\))?$"
 )
+GENES = 5  #: encoding positions per main block: R, B, CT, WF, ST
 
 
 @register_search_space("analognas")
@@ -254,17 +276,17 @@ class AnalogNASSpace(EncodedSpace):
     # ------------------------------------------------------------------ encoding
     @property
     def cardinalities(self) -> tuple[int, ...]:
-        """``(OC0, KS0, M)`` then ``(R, B, CT, WF)`` for each of the ``max_main_blocks`` slots.
+        """``(OC0, KS0, M)`` then ``(R, B, CT, WF, ST)`` for each of the ``max_main_blocks`` slots.
 
         Slots past ``M`` are ignored by :meth:`decode` and written as 0 by :meth:`encode`.
         """
-        per_block = (self.max_residual_blocks, self.max_branches, len(CONV_BLOCKS), len(self.widening_factors))
+        per_block = (self.max_residual_blocks, self.max_branches, len(CONV_BLOCKS), len(self.widening_factors), 2)
         head = (len(self.out_channels0), len(self.kernel_sizes0), self.max_main_blocks)
         return head + per_block * self.max_main_blocks
 
     def size(self) -> int:
-        """Distinct architectures before the parameter budget: |OC0|·|KS0|·Σ_M (|R|·|B|·|CT|·|WF|)^M."""
-        per_block = self.max_residual_blocks * self.max_branches * len(CONV_BLOCKS) * len(self.widening_factors)
+        """Distinct architectures before the parameter budget: |OC0|·|KS0|·Σ_M (|R|·|B|·|CT|·|WF|·|ST|)^M."""
+        per_block = self.max_residual_blocks * self.max_branches * len(CONV_BLOCKS) * len(self.widening_factors) * 2
         blocks = sum(per_block**m for m in range(1, self.max_main_blocks + 1))
         return len(self.out_channels0) * len(self.kernel_sizes0) * blocks
 
@@ -278,15 +300,15 @@ class AnalogNASSpace(EncodedSpace):
         raise ConfigError("The AnalogNAS space has no enumeration order; use decode() or from_string().")
 
     def _hypercube(self, arch: MacroArch) -> dict[int, int]:
-        """The encoding's length, ``3 + 4M``, is the hypercube's dimension: a replacement keeps ``M``."""
+        """The encoding's length, ``3 + 5M``, is the hypercube's dimension: a replacement keeps ``M``."""
         return {2: len(arch.blocks) - 1}
 
     def _decode(self, vector: np.ndarray) -> MacroArch:
         m = int(vector[2]) + 1
         blocks = []
         for i in range(m):
-            r, b, ct, wf = (int(x) for x in vector[3 + 4 * i : 7 + 4 * i])
-            blocks.append(MainBlock(r + 1, b + 1, CONV_BLOCKS[ct], self.widening_factors[wf]))
+            r, b, ct, wf, st = (int(x) for x in vector[3 + GENES * i : 3 + GENES * (i + 1)])
+            blocks.append(MainBlock(r + 1, b + 1, CONV_BLOCKS[ct], self.widening_factors[wf], bool(st)))
         return MacroArch(self.out_channels0[int(vector[0])], self.kernel_sizes0[int(vector[1])], tuple(blocks))
 
     def _encode(self, arch: MacroArch) -> np.ndarray:
@@ -295,11 +317,12 @@ class AnalogNASSpace(EncodedSpace):
         v[1] = self.kernel_sizes0.index(arch.kernel_size0)
         v[2] = len(arch.blocks) - 1
         for i, block in enumerate(arch.blocks):
-            v[3 + 4 * i : 7 + 4 * i] = (
+            v[3 + GENES * i : 3 + GENES * (i + 1)] = (
                 block.residual_blocks - 1,
                 block.branches - 1,
                 CONV_BLOCKS.index(block.conv_block),
                 self.widening_factors.index(block.widening),
+                int(block.skip),
             )
         return v
 
@@ -320,6 +343,7 @@ class AnalogNASSpace(EncodedSpace):
             self._check_choice(f"B of main block {i}", block.branches, range(1, self.max_branches + 1))
             self._check_choice(f"CT of main block {i}", block.conv_block, CONV_BLOCKS)
             self._check_choice(f"WF of main block {i}", block.widening, self.widening_factors)
+            self._check_choice(f"ST of main block {i}", block.skip, (False, True))
         return arch
 
     @staticmethod
@@ -342,11 +366,18 @@ class AnalogNASSpace(EncodedSpace):
                 f"AnalogNAS R, B, CT and WF need one entry per main block; got lengths {len(r)}, {len(b)}, {len(ct)}, "
                 f"{len(wf)}."
             )
+        st = row.get("ST")
+        st = (0,) * len(r) if st is None else st if isinstance(st, (list, tuple)) else (st,)
+        if len(st) != len(r):
+            raise ConfigError(f"AnalogNAS ST needs one entry (0 or 1) per main block; got {len(st)} for {len(r)}.")
+        if any(str(x).strip() not in ("0", "1", "False", "True") for x in st):
+            raise ConfigError(f"AnalogNAS ST entries are 0 or 1; got {tuple(st)}.")
         if "M" in row and int(row["M"]) != len(r):
             raise ConfigError(f"AnalogNAS M is {row['M']} but R, B, CT and WF have {len(r)} entries.")
         try:
             blocks = tuple(
-                MainBlock(int(ri), int(bi), str(ci).strip(), float(wi)) for ri, bi, ci, wi in zip(r, b, ct, wf)
+                MainBlock(int(ri), int(bi), str(ci).strip(), float(wi), str(si).strip() in ("1", "True"))
+                for ri, bi, ci, wi, si in zip(r, b, ct, wf, st)
             )
             return MacroArch(int(row["OC0"]), int(row["KS0"]), blocks)
         except (TypeError, ValueError) as err:
@@ -357,9 +388,10 @@ class AnalogNASSpace(EncodedSpace):
 
     def _to_string(self, arch: MacroArch) -> str:
         row = arch.table_row()
+        skips = f",ST={_format(row['ST'])}" if any(row["ST"]) else ""
         return (
             f"OC0={row['OC0']},KS0={row['KS0']},R={_format(row['R'])},B={_format(row['B'])},"
-            f"CT={_format(row['CT'])},WF={_format(row['WF'])}"
+            f"CT={_format(row['CT'])},WF={_format(row['WF'])}{skips}"
         )
 
     def _from_string(self, text: str) -> MacroArch:
@@ -367,8 +399,9 @@ class AnalogNASSpace(EncodedSpace):
         if match is None:
             raise ConfigError(f"Malformed AnalogNAS architecture string {text!r}; expected e.g. '{self._example()}'.")
         row = {k: match[k] for k in ("OC0", "KS0")}
-        for key in ("R", "B", "CT", "WF"):
-            row[key] = [x for x in match[key].split(",") if x]
+        for key in ("R", "B", "CT", "WF", "ST"):
+            if match[key] is not None:
+                row[key] = [x for x in match[key].split(",") if x]
         return self._validate(row)
 
     # ------------------------------------------------------------------ structure
@@ -389,6 +422,14 @@ class AnalogNASSpace(EncodedSpace):
                 stride = 2 if m > 0 and r == 0 else 1
                 out.append((c_in, c_out, stride, block.conv_block, block.branches))
                 c_in = c_out
+        return out
+
+    def _main_blocks(self, arch: MacroArch) -> list[tuple[int, int, int, bool, list]]:
+        """``(c_in, c_out, stride, ST, residual blocks)`` of every main block, as :meth:`_residual_blocks` lists them."""
+        out, c_in, rest = [], arch.out_channels0, self._residual_blocks(arch)
+        for m, (block, c_out) in enumerate(zip(arch.blocks, self.widths(arch))):
+            out.append((c_in, c_out, 2 if m > 0 else 1, block.skip, rest[: block.residual_blocks]))
+            rest, c_in = rest[block.residual_blocks :], c_out
         return out
 
     def tokens(self, arch: Any) -> list[str]:
@@ -424,7 +465,7 @@ class AnalogNASSpace(EncodedSpace):
         c_prev = oc0
         for m in range(self.max_main_blocks):
             active = m < n_main
-            r, b, ct, w = (v[:, 3 + 4 * m + k] for k in range(4))
+            r, b, ct, w, st = (v[:, 3 + GENES * m + k] for k in range(GENES))
             r, b = r + 1, b + 1
             c = np.maximum(1.0, np.rint(c_prev * wf[w]))
             bottleneck = (ct == CONV_BLOCKS.index("A")) | (ct == CONV_BLOCKS.index("C"))
@@ -435,9 +476,10 @@ class AnalogNASSpace(EncodedSpace):
                 bottle = c_in * mid + 9 * mid * mid + mid * c + 4 * mid + 2 * c
                 return np.where(bottleneck, bottle, basic)
 
-            first = b * branch(c_prev) + np.where((m > 0) | (c_prev != c), c_prev * c + 2 * c, 0)
+            projection = np.where((m > 0) | (c_prev != c), c_prev * c + 2 * c, 0)
+            first = b * branch(c_prev) + projection
             rest = (r - 1) * b * branch(c)
-            total = total + np.where(active, first + rest, 0)
+            total = total + np.where(active, first + rest + np.where(st == 1, projection, 0), 0)
             c_prev = np.where(active, c, c_prev)
         return total + c_prev * self.num_classes + self.num_classes
 
@@ -526,7 +568,7 @@ class AnalogNASSpace(EncodedSpace):
             return rest[int(rng.integers(len(rest)))] if rest else value
 
         oc0, ks0 = arch.out_channels0, arch.kernel_size0
-        op = int(rng.integers(3)) if kind != "other" else 0
+        op = int(rng.integers(3 if kind != "other" else 2))
         if kind == "depth" and op == 0:  # add or remove a main block
             m = step(len(blocks), self.max_main_blocks)
             if m > len(blocks):
@@ -543,21 +585,27 @@ class AnalogNASSpace(EncodedSpace):
             blocks[i] = replace(block, branches=step(block.branches, self.max_branches))
         elif kind == "width":
             oc0 = other(oc0, self.out_channels0)
-        else:
+        elif op == 0:
             ks0 = other(ks0, self.kernel_sizes0)
+        else:  # ST: add a skip around main block i ([AMBIG] removes it when it has one, so the move is reversible)
+            blocks[i] = replace(block, skip=not block.skip)
         return MacroArch(oc0, ks0, tuple(blocks))
 
     # ------------------------------------------------------------------ networks
     def latency_ops(self, arch: Any, num_classes: int, input_shape: Sequence[int]) -> list[OpSpec]:
-        """Stem, every residual block (branches, skip and sum as one op) and the classifier, with input shapes."""
+        """Stem, every residual block (branches, skip and sum as one op), each ST projection, and the classifier."""
         arch = self.validate(arch)
         c_in, h, w = (int(s) for s in input_shape)
         oc0, k0 = arch.out_channels0, arch.kernel_size0
         ops = [OpSpec(f"stem:k{k0}:{c_in}-{oc0}@{c_in}x{h}x{w}", lambda: _stem(c_in, oc0, k0), (c_in, h, w))]
-        for ci, co, s, ct, b in self._residual_blocks(arch):
-            factory = lambda ci=ci, co=co, s=s, ct=ct, b=b: ResidualBlock(ci, co, s, ct, b)  # noqa: E731
-            ops.append(OpSpec(f"res:{ct}x{b}:{ci}-{co}s{s}@{ci}x{h}x{w}", factory, (ci, h, w)))
-            h, w = (h - 1) // s + 1, (w - 1) // s + 1
+        for mi, mo, ms, skip, residual in self._main_blocks(arch):
+            if skip and (ms != 1 or mi != mo):
+                factory = lambda mi=mi, mo=mo, ms=ms: _projection(mi, mo, ms)  # noqa: E731
+                ops.append(OpSpec(f"skip:{mi}-{mo}s{ms}@{mi}x{h}x{w}", factory, (mi, h, w)))
+            for ci, co, s, ct, b in residual:
+                factory = lambda ci=ci, co=co, s=s, ct=ct, b=b: ResidualBlock(ci, co, s, ct, b)  # noqa: E731
+                ops.append(OpSpec(f"res:{ct}x{b}:{ci}-{co}s{s}@{ci}x{h}x{w}", factory, (ci, h, w)))
+                h, w = (h - 1) // s + 1, (w - 1) // s + 1
         c_last = self.widths(arch)[-1]
         head = lambda: _head(c_last, num_classes)  # noqa: E731
         ops.append(OpSpec(f"head:{c_last}-{num_classes}@{c_last}x{h}x{w}", head, (c_last, h, w)))
@@ -566,6 +614,8 @@ class AnalogNASSpace(EncodedSpace):
     def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
         arch = self.validate(arch)
         layers = [_stem(int(input_shape[0]), arch.out_channels0, arch.kernel_size0)]
-        layers += [ResidualBlock(ci, co, s, ct, b) for ci, co, s, ct, b in self._residual_blocks(arch)]
+        for mi, mo, ms, skip, residual in self._main_blocks(arch):
+            blocks = [ResidualBlock(*r) for r in residual]
+            layers += [MainBlockSkip(blocks, mi, mo, ms)] if skip else blocks
         layers.append(_head(self.widths(arch)[-1], num_classes))
         return nn.Sequential(*layers)

@@ -175,7 +175,8 @@ def test_analognas_table_row_string_and_mapping(analog):
     arch = analog.from_string(T1M)
     assert analog.to_string(arch) == T1M
     row = arch.table_row()
-    assert row == {"OC0": 32, "KS0": 5, "M": 2, "R": (3, 3), "B": (2, 2), "CT": ("A", "A"), "WF": (3.0, 3.0)}
+    assert row == {"OC0": 32, "KS0": 5, "M": 2, "R": (3, 3), "B": (2, 2), "CT": ("A", "A"), "WF": (3.0, 3.0),
+                   "ST": (0, 0)}  # fmt: skip
     assert analog.validate(row) == arch  # a YAML mapping in Table 5.2's columns is an architecture too
     assert analog.from_string(" OC0=32, KS0=5, R=(3, 3), B=(2,2), CT=(A,A), WF=(3,3)") == arch
     assert analog.widths(arch) == [96, 288]  # c_m = round(c_{m-1} * WF_m)
@@ -191,6 +192,27 @@ def test_analognas_params_hand_computed(analog):
     assert analog.params(arch) == 232 + 3520 + 160 + 170 == n_params(analog.build(arch))
     # two bottleneck branches 16->16 (inner 4): 2*(16*4 + 9*4*4 + 4*16 + 4*4 + 2*16) = 2*320, no skip
     assert analog.params("OC0=16,KS0=3,R=(1),B=(2),CT=(C),WF=(1)") == (3 * 16 * 9 + 32) + 640 + 170
+
+
+def test_analognas_st_gene_is_a_skip_around_the_main_block(analog):
+    """ST (thesis §5.3.3 "add skip connections"): main block output + identity or 1x1 conv + BN of its input."""
+    plain = "OC0=8,KS0=3,R=(1,1),B=(1,1),CT=(B,B),WF=(1,2)"
+    skipped = plain + ",ST=(1,1)"
+    arch = analog.from_string(skipped)
+    assert analog.to_string(arch) == skipped and analog.to_string(plain) == plain  # ST=0 everywhere is omitted
+    assert [b.skip for b in arch.blocks] == [True, True] and arch.table_row()["ST"] == (1, 1)
+    # block 1 (8->8, stride 1): identity skip, no parameters; block 2 (8->16, stride 2): 1x1 8*16 + BN 2*16 = 160
+    assert analog.params(arch) == analog.params(plain) + 160 == n_params(analog.build(arch))
+    net, x = analog.build(arch).eval(), torch.randn(2, 3, 8, 8)
+    main = net[1]  # the first main block: its residual block with the skip around it
+    assert torch.allclose(main(x_mid := net[0](x)), main.body(x_mid) + x_mid)
+    assert net(x).shape == (2, 10) and len(analog.encode(arch)) == analog.n_vars == 3 + 5 * 5
+    assert analog.decode(analog.encode(arch)) == arch
+    assert analog.validate({"OC0": 8, "KS0": 3, "R": [1], "B": [1], "CT": ["B"], "WF": [1], "ST": [1]}).blocks[0].skip
+    with pytest.raises(ConfigError, match="ST needs one entry \\(0 or 1\\) per main block; got 1 for 2"):
+        analog.validate({"OC0": 8, "KS0": 3, "R": [1, 1], "B": [1, 1], "CT": ["B", "B"], "WF": [1, 1], "ST": [1]})
+    with pytest.raises(ConfigError, match="ST entries are 0 or 1; got \\('2',\\)"):
+        analog.from_string("OC0=8,KS0=3,R=(1),B=(1),CT=(B),WF=(1),ST=(2)")
 
 
 # parameters of thesis Table 5.2's rows under the documented width rule (each equals its built network below)
@@ -262,12 +284,12 @@ def test_analognas_sampling_and_variation_keep_the_budget(analog):
         kinds |= {k for k, v in child.table_row().items() if v != a.table_row()[k]}
         c1, c2 = analog.crossover(a, archs[-1], rng)
         assert analog.is_feasible(c1) and analog.is_feasible(c2)
-    assert kinds == {"OC0", "KS0", "M", "R", "B", "CT", "WF"}  # every mutation of thesis §5.3.3 happens
+    assert kinds == {"OC0", "KS0", "M", "R", "B", "CT", "WF", "ST"}  # every mutation of thesis §5.3.3 happens
     assert not analog.is_feasible("OC0=128,KS0=7,R=(16),B=(12),CT=(B),WF=(4)")
 
 
 def test_analognas_sample_like_keeps_the_hypercube_dimension(analog):
-    """A violator's replacement (thesis §5.3.3) has its M (encoding length 3 + 4M); the rest is redrawn by LHS."""
+    """A violator's replacement (thesis §5.3.3) has its M (encoding length 3 + 5M); the rest is redrawn by LHS."""
     rng = np.random.default_rng(1)
     for arch in ("OC0=32,KS0=5,R=(3,3),B=(2,2),CT=(A,A),WF=(3,3)", "OC0=16,KS0=3,R=(2),B=(1),CT=(B),WF=(2)"):
         m = len(analog.from_string(arch).blocks)
