@@ -17,6 +17,13 @@ space (architecture features, op counts and :meth:`~hwnas_pl.spaces.base.SearchS
 Training data is a list of architectures with measured ``acc_1d``, ``avm`` and ``sigma_1d``: cells of the
 NAS-Bench-201 analog table (``train_data: nasbench201``), or a CSV with columns ``arch,acc_1d,avm,sigma_1d``
 (``history.csv`` of a search whose evaluator trained networks with :class:`~hwnas_pl.modules.AnalogModule`).
+
+**Augmentation** (thesis §5.3.2: each architecture also trained with weight-noise std 0.1–5.0 and tile sizes 256
+and 512). With ``conditions: {weight_noise: 0.15, tile_size: 512}`` the training rows carry the noise and tile
+size they were measured under (CSV columns of those names, e.g. the ``augment_csv`` an
+:class:`~hwnas_pl.evaluators.analog_training.AnalogTrainingEvaluator` with ``augment`` writes), the models take
+them as two more inputs, and predictions are made at the given operating point. Rows without them (measurements
+of a search at that point, fine-tuning) are taken at the operating point.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from hwnas_pl.surrogates.base import Surrogate, feature_matrix
 #: What the surrogate learns, in the column names training files use.
 TARGETS = ("acc_1d", "avm", "sigma_1d")
 LOSSES = ("hinge", "pairwise")
+#: the measurement conditions the augmented surrogate takes as inputs (thesis §5.3.2)
+CONDITIONS = ("weight_noise", "tile_size")
 
 
 def pairwise_hinge(margin: float = 0.1):
@@ -76,6 +85,8 @@ class AnalogSurrogate(Surrogate):
         fine_tune_rounds: rounds added by :meth:`fine_tune`.
         input_shape, num_classes: the networks whose features are computed.
         seed: seed of the tree models and of the draw from ``train_data``.
+        conditions: the operating point ``{weight_noise: ..., tile_size: ...}`` (either or both) of an augmented
+            surrogate (see the module docstring); ``None``: architecture inputs only.
     """
 
     directions = {"acc_1d_score": "max", "acc_1d": "max", "avm": "min", "sigma_1d": "min"}
@@ -99,7 +110,15 @@ class AnalogSurrogate(Surrogate):
         input_shape: Sequence[int] = (3, 32, 32),
         num_classes: int = 10,
         seed: int = 0,
+        conditions: Mapping[str, float] | None = None,
     ) -> None:
+        unknown = sorted(set(conditions or {}) - set(CONDITIONS))
+        if unknown:
+            raise ConfigError(
+                f"Unknown surrogate condition '{unknown[0]}'; expected some of: {', '.join(CONDITIONS)}."
+            )
+        self.conditions = {c: float(conditions[c]) for c in CONDITIONS if c in (conditions or {})}
+        self.targets = TARGETS + tuple(self.conditions)  # conditions travel with the measurements
         super().__init__(space)
         if loss not in LOSSES:
             raise ConfigError(f"Unknown surrogate loss '{loss}'; expected one of: {', '.join(LOSSES)}.")
@@ -114,15 +133,23 @@ class AnalogSurrogate(Surrogate):
         if path is not None:
             self.load(path)
         elif train_data is not None:
-            archs, targets = load_training_data(space, train_data, n_train, seed)
+            archs, targets = load_training_data(space, train_data, n_train, seed, tuple(self.conditions))
             self.fit(archs, targets)
 
     # ------------------------------------------------------------------ training
-    def features(self, archs: Sequence[Any]) -> np.ndarray:
-        """The model input of ``archs``."""
-        return feature_matrix(self.space, archs, self.input_shape, self.num_classes, op_counts=True, encoding=True)
+    def features(self, archs: Sequence[Any], conditions: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """The model input of ``archs``: architecture features, then the conditions (default: the operating point)."""
+        X = feature_matrix(self.space, archs, self.input_shape, self.num_classes, op_counts=True, encoding=True)
+        if not self.conditions:
+            return X
+        given = conditions or {}
+        cols = [np.broadcast_to(np.asarray(given.get(c, v), dtype=np.float64), (len(archs),))
+                for c, v in self.conditions.items()]  # fmt: skip
+        return np.concatenate([X, np.stack(cols, axis=1)], axis=1)
 
     def check_targets(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+        """Measured targets as arrays; conditions a row does not give are the operating point's."""
+        targets = {**{c: np.full(len(archs), v) for c, v in self.conditions.items()}, **targets}
         out = super().check_targets(archs, targets)
         if len(archs) < 2:
             raise ConfigError(f"The surrogate needs at least 2 architectures to rank, got {len(archs)}.")
@@ -143,7 +170,7 @@ class AnalogSurrogate(Surrogate):
 
     def _fit(self, archs: list[Any], targets: dict[str, np.ndarray]) -> None:
         """Train all three models on measured ``acc_1d``, ``avm``, ``sigma_1d``."""
-        X = self.features(archs)
+        X = self.features(archs, targets)
         self.boosters = {t: self._train(t, X, targets[t], self.rounds) for t in TARGETS}
         self.calibration = self._calibrate(X, targets["acc_1d"])
 
@@ -163,7 +190,7 @@ class AnalogSurrogate(Surrogate):
         """
         self._require_trained()
         all_archs, all_y = self.merged(archs, targets)
-        X = self.features(all_archs)
+        X = self.features(all_archs, all_y)
         self.boosters = {t: self._train(t, X, all_y[t], self.fine_tune_rounds, self.boosters[t]) for t in TARGETS}
         self.calibration = self._calibrate(X, all_y["acc_1d"])
         self.train_archs, self.train_targets = all_archs, all_y
@@ -217,7 +244,8 @@ class AnalogSurrogate(Surrogate):
         data = xgb.DMatrix(self.features(archs))
         out["acc_1d_score"] = self.boosters["acc_1d"].predict(data)
         if self.calibration is None:  # a model saved before the calibration existed
-            self.calibration = self._calibrate(self.features(self.train_archs), self.train_targets["acc_1d"])
+            X = self.features(self.train_archs, self.train_targets)
+            self.calibration = self._calibrate(X, self.train_targets["acc_1d"])
         out["acc_1d"] = np.interp(out["acc_1d_score"], *self.calibration)
         out["avm"] = self.boosters["avm"].predict(data)
         out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
@@ -226,8 +254,23 @@ class AnalogSurrogate(Surrogate):
     def is_trained(self) -> bool:
         return bool(self.boosters)
 
+    def merged(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> tuple[list[Any], dict]:
+        """The training set with ``archs`` added; a re-measured (architecture, conditions) replaces its old values."""
+        if not self.conditions:
+            return super().merged(archs, targets)
+        archs = [self.space.validate(a) for a in archs]
+        y = self.check_targets(archs, targets)
+        rows: dict[tuple, int] = {}
+        all_archs = list(self.train_archs) + archs
+        all_y = {t: np.concatenate([np.asarray(self.train_targets[t], dtype=float), y[t]]) for t in self.targets}
+        for i, a in enumerate(all_archs):  # the last measurement of each (architecture, conditions) wins
+            rows[(a, *(float(all_y[c][i]) for c in self.conditions))] = i
+        keep = sorted(rows.values())
+        return [all_archs[i] for i in keep], {t: v[keep] for t, v in all_y.items()}
+
     def trained_for(self) -> dict[str, Any]:
-        return {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
+        out = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}
+        return out | ({"conditions": tuple(self.conditions)} if self.conditions else {})
 
     def _model_state(self) -> dict[str, Any]:
         """The three boosters as XGBoost's JSON, and the accuracy calibration's knots."""
@@ -249,52 +292,58 @@ def top_decile(values: np.ndarray) -> np.ndarray:
 
 
 def load_training_data(
-    space: SearchSpace, source: str, n: int | None = None, seed: int = 0
+    space: SearchSpace, source: str, n: int | None = None, seed: int = 0, conditions: Sequence[str] = ()
 ) -> tuple[list[Any], dict[str, np.ndarray]]:
     """Architectures and their ``acc_1d``/``avm``/``sigma_1d`` from ``"nasbench201"`` or a CSV file.
 
-    ``n`` architectures are drawn without replacement with ``seed`` (all of them when ``n`` is ``None`` or larger).
+    ``n`` rows are drawn without replacement with ``seed`` (all of them when ``n`` is ``None`` or larger).
+    ``conditions`` (of :data:`CONDITIONS`) are read from CSV columns of those names as well.
 
     Raises:
         UserInputError: when the CSV is missing, lacks a column or holds a value that is not a number.
         ConfigError: when the table is asked for by another space, or an architecture is not of ``space``.
     """
+    columns = (*TARGETS, *conditions)
     if source == "nasbench201":
+        if conditions:
+            raise ConfigError(
+                "The NAS-Bench-201 analog table was measured under one noise model and tile size; an augmented "
+                f"surrogate (conditions: {', '.join(conditions)}) needs a CSV with those columns."
+            )
         from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel
 
         model = NASBench201AnalogModel(space)
         archs = list(space.enumerate())
         targets = model.evaluate(archs)
     else:
-        archs, targets = _read_csv(space, Path(source))
+        archs, targets = _read_csv(space, Path(source), columns)
     rng = np.random.default_rng(seed)
     if n is not None and n < len(archs):
         pick = np.sort(rng.choice(len(archs), size=n, replace=False))
         archs = [archs[i] for i in pick]
-        targets = {t: np.asarray(targets[t])[pick] for t in TARGETS}
-    return archs, {t: np.asarray(targets[t], dtype=float) for t in TARGETS}
+        targets = {t: np.asarray(targets[t])[pick] for t in columns}
+    return archs, {t: np.asarray(targets[t], dtype=float) for t in columns}
 
 
-def _read_csv(space: SearchSpace, path: Path) -> tuple[list[Any], dict[str, np.ndarray]]:
+def _read_csv(space: SearchSpace, path: Path, columns: Sequence[str] = TARGETS) -> tuple[list[Any], dict]:
+    expected = ",".join(("arch", *columns))
     if not path.is_file():
         raise UserInputError(
             f"Surrogate training data '{path}' does not exist; expected 'nasbench201' or a CSV with columns "
-            f"arch,{','.join(TARGETS)}."
+            f"{expected}."
         )
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("arch", *TARGETS) if c not in (reader.fieldnames or [])]
+        missing = [c for c in ("arch", *columns) if c not in (reader.fieldnames or [])]
         if missing:
-            raise UserInputError(
-                f"Surrogate training data '{path}' has no column '{missing[0]}'; expected arch,{','.join(TARGETS)}."
-            )
-        archs, values = [], {t: [] for t in TARGETS}
+            raise UserInputError(f"Surrogate training data '{path}' has no column '{missing[0]}'; expected {expected}.")
+        archs, values = [], {t: [] for t in columns}
         for line, row in enumerate(reader, start=2):
             try:
                 archs.append(space.validate(row["arch"]))
             except ConfigError as err:
                 raise ConfigError(f"{path}, line {line}: not an architecture of '{space.name}' ({err})") from None
-            for t in TARGETS:
+            for t in columns:
                 try:
                     values[t].append(float(row[t]))
                 except (TypeError, ValueError):

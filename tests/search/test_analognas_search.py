@@ -1,6 +1,7 @@
 """AnalogNAS surrogate (Eq. 5.2 ranker, AVM/σ regressors) and the constrained EA (Algorithm 6) on NAS-Bench-201."""
 
 import csv
+import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from hwnas_pl.cli import cli_main
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.nasbench201 import NASBench201AnalogModel, NASBench201Table
 from hwnas_pl.pareto import kendall_tau
-from hwnas_pl.search.analognas_evolution import AnalogNASEvolution
+from hwnas_pl.search.analognas_evolution import AnalogNASEvolution, tau_standard_error
 from hwnas_pl.search.constraints import parse_constraints
 from hwnas_pl.search.runner import SearchRunner
 from hwnas_pl.spaces import AnalogNASSpace, NASBench201Space
@@ -213,7 +214,8 @@ def test_cli_analognas_search(tmp_path, capsys):
         "search", "--config", str(CONFIGS / "search" / "analognas_nb201.yaml"), "--output_dir", str(tmp_path),
         "--strategy.init_args.surrogate.init_args.n_train", "300", "--strategy.init_args.surrogate.init_args.rounds",
         "100", "--strategy.init_args.population_size", "30", "--strategy.init_args.iterations", "10",
-        "--strategy.init_args.check_every", "5", "--wandb", "null", "--progress", "false",
+        "--strategy.init_args.check_every", "5", "--strategy.init_args.check_size", "10", "--wandb", "null",
+        "--progress", "false",
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert "  top-1: |" in out and "(measured: acc_1d" in out
@@ -327,6 +329,9 @@ def test_fitness_is_eq_5_3s_acc_over_sigma_and_parents_are_the_fitter_half(space
     rank = AnalogNASEvolution(space, _copy(surrogate), population_size=20, check_size=4, fitness="rank")
     rank.setup(3, 0, OBJECTIVES)
     assert np.array_equal(rank.fitness_of(rank.population), rank.predict(rank.population)[:, 0])
+    assert tau_standard_error(20) == pytest.approx(np.sqrt(90 / 3420)) and tau_standard_error(50) < 0.1
+    assert AnalogNASEvolution(space, surrogate, population_size=30).check_size == 30  # default: min(50, population)
+    assert AnalogNASEvolution(space, surrogate).check_size == 50
     with pytest.raises(ConfigError, match="Unknown AnalogNAS fitness 'acc'; expected one of: acc_over_sigma, rank"):
         AnalogNASEvolution(space, surrogate, fitness="acc")
     with pytest.raises(ConfigError, match="sigma_floor must be positive or null, got 0"):
@@ -365,3 +370,71 @@ def test_violators_are_replaced_from_their_own_hypercube():
     assert [len(a.blocks) for a in fresh] == [2, 2, 2, 1, 1, 1]
     assert (ea.predict(fresh)[:, 2] < 9.0).all() and all(macro.is_feasible(a) for a in fresh)
     assert all(a.kernel_size0 <= 4 for a in fresh)
+
+
+def test_augmented_surrogate_takes_noise_and_tile_size_as_inputs(space, data, tmp_path):
+    """Thesis §5.3.2's augmentation: rows measured under other weight noises are inputs, predictions at one point."""
+    archs, targets = data
+    archs, targets = archs[:300], {t: v[:300] for t, v in targets.items()}
+    # fixture rows: the table's cells, and the same cells as if measured under 5x the noise (8 points less, AVM
+    # doubled); the operating point is the low noise
+    rows = list(zip(archs, targets["acc_1d"], targets["avm"], targets["sigma_1d"]))
+    path = tmp_path / "augmented.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "acc_1d", "avm", "sigma_1d", "weight_noise", "tile_size"])
+        for a, acc, avm, sig in rows:
+            w.writerow([space.to_string(a), acc, avm, sig, 0.1, 512])
+            w.writerow([space.to_string(a), acc - 8, 2 * avm, sig, 0.5, 512])
+    low = AnalogSurrogate(space, train_data=str(path), n_train=None, rounds=150,
+                          conditions={"weight_noise": 0.1, "tile_size": 512})  # fmt: skip
+    assert len(low.train_archs) == 600 and low.features(archs[:3]).shape[1] == AnalogSurrogate(space).features(
+        archs[:3]
+    ).shape[1] + 2
+    high = pickle.loads(pickle.dumps(low))
+    high.conditions = {"weight_noise": 0.5, "tile_size": 512}
+    p_low, p_high = low.evaluate(archs[:100]), high.evaluate(archs[:100])
+    assert np.mean(p_low["avm"] - p_high["avm"]) < -0.5 * np.mean(targets["avm"][:100])  # the noise is an input
+    assert np.mean(p_low["acc_1d"] - p_high["acc_1d"]) > 4.0
+    # fine-tuning rows come without conditions: they are the operating point's, and replace its old values
+    before = len(low.train_archs)
+    low.fine_tune(archs[:2], {"acc_1d": [50.0, 51.0], "avm": [1.0, 1.0], "sigma_1d": [0.1, 0.1]})
+    assert len(low.train_archs) == before
+    k = [i for i, a in enumerate(low.train_archs) if a == archs[0] and low.train_targets["weight_noise"][i] == 0.1]
+    assert len(k) == 1 and low.train_targets["acc_1d"][k[0]] == 50.0
+    with pytest.raises(ConfigError, match="Unknown surrogate condition 'adc_bits'; expected some of: weight_noise"):
+        AnalogSurrogate(space, conditions={"adc_bits": 8})
+    with pytest.raises(ConfigError, match="needs a CSV with those columns"):
+        AnalogSurrogate(space, train_data="nasbench201", conditions={"tile_size": 512})
+    (tmp_path / "plain.csv").write_text("arch,acc_1d,avm,sigma_1d\n")
+    with pytest.raises(UserInputError, match="has no column 'weight_noise'; expected arch,acc_1d,avm,sigma_1d,weight"):
+        load_training_data(space, str(tmp_path / "plain.csv"), None, 0, ("weight_noise",))
+
+
+@pytest.mark.slow
+def test_trained_evaluator_augments_the_surrogate_data(tmp_path):
+    """augment: each architecture measured at the operating point and under every listed noise / tile size."""
+    from hwnas_pl.datamodules import DigitsDataModule
+    from hwnas_pl.evaluators.analog_training import AnalogTrainingEvaluator
+
+    space = AnalogNASSpace(max_params=3000)
+    data = DigitsDataModule(batch_size=64, resize=8, channels=3, seed=0)
+    out = tmp_path / "augmented.csv"
+    evaluator = AnalogTrainingEvaluator(space, data, input_shape=(3, 8, 8), preset="analognas", digital_epochs=0,
+                                        hwa_epochs=1, trials=2, limit_train_batches=2, weight_noise=0.1,
+                                        augment={"weight_noise": [0.0, 0.5], "tile_size": [16]},
+                                        augment_csv=str(out))  # fmt: skip
+    archs = space.sample(2, np.random.default_rng(0), "lhs")
+    measured = evaluator.evaluate(archs)
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 * 3  # the operating point + 2 noises x 1 tile size, per architecture
+    assert [(float(r["weight_noise"]), int(r["tile_size"])) for r in rows[:3]] == [(0.1, 256), (0.0, 16), (0.5, 16)]  # analognas: 256
+    assert float(rows[0]["acc_1d"]) == pytest.approx(measured["acc_1d"][0])  # the objectives: the operating point
+    assert rows[3]["arch"] == space.to_string(archs[1])
+    sur = AnalogSurrogate(space, train_data=str(out), n_train=None, rounds=5, input_shape=(3, 8, 8),
+                          conditions={"weight_noise": 0.1, "tile_size": 256})  # fmt: skip
+    assert len(sur.train_archs) == 6 and set(sur.train_targets["tile_size"]) == {16.0, 256.0}
+    with pytest.raises(ConfigError, match="augment needs augment_csv"):
+        AnalogTrainingEvaluator(space, data, augment={"weight_noise": [0.2]})
+    with pytest.raises(ConfigError, match="Unknown augment key 'dac_bits'"):
+        AnalogTrainingEvaluator(space, data, augment={"dac_bits": [4]}, augment_csv=str(out))
