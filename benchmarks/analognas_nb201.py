@@ -91,7 +91,8 @@ def main() -> None:
             evaluations = args.n_train + found["true_evaluations"]
             i = space.index(pick)
             runs[f"{fitness}_final_candidates_{k}"].append(
-                {"seed": seed, "pick": pick, "acc_1d": float(truth["acc_1d"][i]), "sigma_1d": float(truth["sigma_1d"][i]),
+                {"seed": seed, "pick": pick, "acc_1d": float(truth["acc_1d"][i]),
+                 "sigma_1d": float(truth["sigma_1d"][i]),
                  "avm": float(truth["avm"][i]), "acc_30d": float(truth["acc_30d"][i]),
                  "acc_30d_percentile": round(percentile(pick), 3), "true_evaluations": evaluations,
                  "search_evaluations": found["true_evaluations"], "sigma_floor": found["sigma_floor"],

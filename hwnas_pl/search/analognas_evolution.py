@@ -380,7 +380,11 @@ class AnalogNASEvolution(SearchStrategy):
             "constraint": self.space.constraint(),
             "checks": self.checks,
             "population": [
-                {"arch": self.space.to_string(self.population[i]), **dict(zip(PREDICTED, pred[i])), "fitness": fitness[i]}
+                {
+                    "arch": self.space.to_string(self.population[i]),
+                    **dict(zip(PREDICTED, pred[i])),
+                    "fitness": fitness[i],
+                }
                 for i in order
             ],  # fmt: skip
         }

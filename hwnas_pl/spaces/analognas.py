@@ -425,7 +425,7 @@ class AnalogNASSpace(EncodedSpace):
         return out
 
     def _main_blocks(self, arch: MacroArch) -> list[tuple[int, int, int, bool, list]]:
-        """``(c_in, c_out, stride, ST, residual blocks)`` of every main block, as :meth:`_residual_blocks` lists them."""
+        """``(c_in, c_out, stride, ST, residual blocks)`` of every main block (residual blocks as listed above)."""
         out, c_in, rest = [], arch.out_channels0, self._residual_blocks(arch)
         for m, (block, c_out) in enumerate(zip(arch.blocks, self.widths(arch))):
             out.append((c_in, c_out, 2 if m > 0 else 1, block.skip, rest[: block.residual_blocks]))

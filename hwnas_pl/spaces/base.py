@@ -303,7 +303,9 @@ class EncodedSpace(SearchSpace):
         """Positions (and values) that define the hypercube ``arch`` lies in; default: none (one hypercube)."""
         return {}
 
-    def _draw(self, n: int, rng: np.random.Generator, method: str, fixed: Mapping[int, int] | None = None) -> np.ndarray:
+    def _draw(
+        self, n: int, rng: np.random.Generator, method: str, fixed: Mapping[int, int] | None = None
+    ) -> np.ndarray:
         """``n`` integer vectors drawn uniformly or by Latin-hypercube sampling, constraints ignored.
 
         Positions in ``fixed`` take its values (the other positions are stratified as usual).
@@ -322,7 +324,7 @@ class EncodedSpace(SearchSpace):
         return out
 
     def sample_like(self, arch: Any, n: int, rng: np.random.Generator, method: str = "lhs") -> list[Arch]:
-        """``n`` architectures from the hypercube of ``arch``: its :meth:`_hypercube` positions fixed, the rest drawn."""
+        """``n`` architectures from the hypercube of ``arch``: its :meth:`_hypercube` positions fixed."""
         return self.sample(n, rng, method, fixed=self._hypercube(self.validate(arch)))
 
     def sample(  # type: ignore[override]

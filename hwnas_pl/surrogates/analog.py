@@ -114,9 +114,7 @@ class AnalogSurrogate(Surrogate):
     ) -> None:
         unknown = sorted(set(conditions or {}) - set(CONDITIONS))
         if unknown:
-            raise ConfigError(
-                f"Unknown surrogate condition '{unknown[0]}'; expected some of: {', '.join(CONDITIONS)}."
-            )
+            raise ConfigError(f"Unknown surrogate condition '{unknown[0]}'; expected some of: {', '.join(CONDITIONS)}.")
         self.conditions = {c: float(conditions[c]) for c in CONDITIONS if c in (conditions or {})}
         self.targets = TARGETS + tuple(self.conditions)  # conditions travel with the measurements
         super().__init__(space)
@@ -329,8 +327,7 @@ def _read_csv(space: SearchSpace, path: Path, columns: Sequence[str] = TARGETS) 
     expected = ",".join(("arch", *columns))
     if not path.is_file():
         raise UserInputError(
-            f"Surrogate training data '{path}' does not exist; expected 'nasbench201' or a CSV with columns "
-            f"{expected}."
+            f"Surrogate training data '{path}' does not exist; expected 'nasbench201' or a CSV with columns {expected}."
         )
     with path.open(newline="") as f:
         reader = csv.DictReader(f)

@@ -388,9 +388,10 @@ def test_augmented_surrogate_takes_noise_and_tile_size_as_inputs(space, data, tm
             w.writerow([space.to_string(a), acc - 8, 2 * avm, sig, 0.5, 512])
     low = AnalogSurrogate(space, train_data=str(path), n_train=None, rounds=150,
                           conditions={"weight_noise": 0.1, "tile_size": 512})  # fmt: skip
-    assert len(low.train_archs) == 600 and low.features(archs[:3]).shape[1] == AnalogSurrogate(space).features(
-        archs[:3]
-    ).shape[1] + 2
+    assert (
+        len(low.train_archs) == 600
+        and low.features(archs[:3]).shape[1] == AnalogSurrogate(space).features(archs[:3]).shape[1] + 2
+    )
     high = pickle.loads(pickle.dumps(low))
     high.conditions = {"weight_noise": 0.5, "tile_size": 512}
     p_low, p_high = low.evaluate(archs[:100]), high.evaluate(archs[:100])
@@ -428,7 +429,11 @@ def test_trained_evaluator_augments_the_surrogate_data(tmp_path):
     measured = evaluator.evaluate(archs)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 * 3  # the operating point + 2 noises x 1 tile size, per architecture
-    assert [(float(r["weight_noise"]), int(r["tile_size"])) for r in rows[:3]] == [(0.1, 256), (0.0, 16), (0.5, 16)]  # analognas: 256
+    assert [(float(r["weight_noise"]), int(r["tile_size"])) for r in rows[:3]] == [
+        (0.1, 256),
+        (0.0, 16),
+        (0.5, 16),
+    ]  # analognas: 256
     assert float(rows[0]["acc_1d"]) == pytest.approx(measured["acc_1d"][0])  # the objectives: the operating point
     assert rows[3]["arch"] == space.to_string(archs[1])
     sur = AnalogSurrogate(space, train_data=str(out), n_train=None, rounds=5, input_shape=(3, 8, 8),
