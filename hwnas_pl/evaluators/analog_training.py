@@ -101,13 +101,14 @@ class AnalogTrainingEvaluator(TrainingEvaluator):
 
     def build_module(self, arch: Any) -> AnalogModule:
         epochs = self.max_epochs()
+        point = {"tile_size": self.tile_size, "weight_noise": self.weight_noise, **self._condition}
         return AnalogModule(
             backbone=lambda num_classes, input_shape: self.space.build(arch, num_classes, input_shape),
             num_classes=self.num_classes,
             input_shape=self.input_shape,
             preset=self.preset,
-            tile_size=int(self._condition.get("tile_size", self.tile_size or 0)) or None,
-            weight_noise=self._condition.get("weight_noise", self.weight_noise),
+            tile_size=None if point["tile_size"] is None else int(point["tile_size"]),
+            weight_noise=point["weight_noise"],
             digital_epochs=self.digital_epochs,
             optimizer=lambda params: AnalogSGD(params, lr=self.lr, momentum=0.9, weight_decay=5e-4),
             scheduler=lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs),
@@ -117,7 +118,7 @@ class AnalogTrainingEvaluator(TrainingEvaluator):
         """The operating point's metrics; with ``augment``, every combination's measurement goes to ``augment_csv``."""
         if not self.augment:
             return super().measure(arch)
-        rows, main = [], None
+        rows, measured = [], []
         grid = [dict(zip(self.augment, values)) for values in itertools.product(*self.augment.values())]
         for condition in [{}, *grid]:
             self._condition = condition
@@ -130,7 +131,7 @@ class AnalogTrainingEvaluator(TrainingEvaluator):
             noise = 0.0 if cfg.modifier.type == WeightModifierType.NONE else float(cfg.modifier.std_dev)
             row = {"weight_noise": noise, "tile_size": int(cfg.mapping.max_input_size)}
             rows.append({"arch": self.space.to_string(arch), **row, **metrics})
-            main = metrics if main is None else main
+            measured.append(metrics)
         path = Path(self.augment_csv)
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.is_file() or path.stat().st_size == 0
@@ -139,7 +140,7 @@ class AnalogTrainingEvaluator(TrainingEvaluator):
             if new:
                 writer.writeheader()
             writer.writerows(rows)
-        return main
+        return measured[0]  # the operating point's
 
     def metrics_of(self, module: AnalogModule, arch: Any) -> dict[str, float]:
         """Drift metrics of the trained network in accuracy points."""

@@ -201,15 +201,22 @@ class AnalogNASEvolution(SearchStrategy):
         The ``k``-th comes from the hypercube of ``like[k]`` (the architecture it replaces) when given; slots whose
         hypercube yields none in ``max_redraws`` rounds, and all slots without ``like``, draw from the whole space.
         """
-        found: list[Any] = []
-        for target in like or []:
-            for _ in range(self.max_redraws):
-                draws = [a for a in dict.fromkeys(self.space.sample_like(target, 8, self.rng, self.sampling))
-                         if a not in exclude and a not in found]  # fmt: skip
-                ok = [a for a, keep in zip(draws, self._predicted_ok(draws)) if keep] if draws else []
-                if ok:
-                    found.append(ok[0])
-                    break
+        picks: dict[int, Any] = {}  # slot of like -> its replacement
+        pending = list(range(len(like or [])))
+        for _ in range(self.max_redraws):  # every pending slot draws 8 per round, predicted in one call
+            if not pending:
+                break
+            draws = {k: self.space.sample_like(like[k], 8, self.rng, self.sampling) for k in pending}
+            flat = list(dict.fromkeys(a for d in draws.values() for a in d if a not in exclude))
+            ok = dict(zip(flat, self._predicted_ok(flat)))
+            taken = set(picks.values())
+            for k in pending:
+                pick = next((a for a in draws[k] if ok.get(a, False) and a not in taken), None)
+                if pick is not None:
+                    picks[k] = pick
+                    taken.add(pick)
+            pending = [k for k in pending if k not in picks]
+        found = [picks[k] for k in sorted(picks)]
         for _ in range(self.max_redraws):
             if len(found) >= n:
                 return found[:n]
@@ -239,10 +246,8 @@ class AnalogNASEvolution(SearchStrategy):
             )
         self._resolve_constraints()
         self.rng = np.random.default_rng(seed)
-        drawn = list(dict.fromkeys(self.space.sample(self.population_size, self.rng, self.sampling)))
-        ok = [a for a, keep in zip(drawn, self._predicted_ok(drawn)) if keep]
-        violators = [a for a in drawn if a not in set(ok)]
-        self.population = ok + self._fresh(self.population_size - len(ok), set(ok), like=violators)
+        drawn = self.space.sample(self.population_size, self.rng, self.sampling)
+        self.population = self._refill(list(dict.fromkeys(drawn)))
 
     def _resolve_constraints(self) -> None:
         """T_AVM from the search's ``avm`` constraint (or ``max_avm``); the search's predicted-metric constraints."""
@@ -265,16 +270,26 @@ class AnalogNASEvolution(SearchStrategy):
         fitness = self.fitness_of(self.population)
         parents = [self.population[i] for i in np.argsort(-fitness, kind="stable")[: self.population_size // 2]]
         children = [self.space.mutate(a, self.rng) for a in parents]
-        candidates = parents + children
-        keep = self._predicted_ok(candidates)
+        self.population = self._refill(parents + children)
+        self.iteration += 1
+
+    def _refill(self, candidates: list[Any]) -> list[Any]:
+        """A full population: ``candidates`` meeting every predicted constraint (once each, in order), then draws.
+
+        Each violator or duplicate is replaced by a draw from its own hypercube (:meth:`_fresh`).
+        """
         pool: list[Any] = []
-        replaced: list[Any] = []  # violators and duplicates, each replaced from its own hypercube
-        for a, ok in zip(candidates, keep):
-            (pool if ok and a not in pool else replaced).append(a)
+        seen: set[Any] = set()
+        replaced: list[Any] = []
+        for a, ok in zip(candidates, self._predicted_ok(candidates)):
+            if ok and a not in seen:
+                pool.append(a)
+                seen.add(a)
+            else:
+                replaced.append(a)
         pool = pool[: self.population_size]
         missing = self.population_size - len(pool)
-        self.population = pool + self._fresh(missing, set(pool), like=replaced[:missing])
-        self.iteration += 1
+        return pool + self._fresh(missing, set(pool), like=replaced[:missing])
 
     def ranked(self) -> list[Any]:
         """The population, best first by fitness."""
@@ -323,10 +338,7 @@ class AnalogNASEvolution(SearchStrategy):
             self.surrogate.fine_tune(measured, {t: [self.measured[a][t] for a in measured] for t in TARGETS})
             self.predictions.clear()
             # fine-tuning may move the population past T_AVM: redraw the members that now break it
-            keep = self._predicted_ok(self.population)
-            ok = [a for a, k in zip(self.population, keep) if k]
-            broken = [a for a, k in zip(self.population, keep) if not k]
-            self.population = ok + self._fresh(self.population_size - len(ok), set(ok), like=broken)
+            self.population = self._refill(self.population)
         n = len(archs)
         self.checks.append(
             {"iteration": self.iteration, "kendall_tau": tau, "tau_standard_error": tau_standard_error(n),

@@ -241,9 +241,6 @@ class AnalogSurrogate(Surrogate):
         self._require_trained()
         data = xgb.DMatrix(self.features(archs))
         out["acc_1d_score"] = self.boosters["acc_1d"].predict(data)
-        if self.calibration is None:  # a model saved before the calibration existed
-            X = self.features(self.train_archs, self.train_targets)
-            self.calibration = self._calibrate(X, self.train_targets["acc_1d"])
         out["acc_1d"] = np.interp(out["acc_1d_score"], *self.calibration)
         out["avm"] = self.boosters["avm"].predict(data)
         out["sigma_1d"] = self.boosters["sigma_1d"].predict(data)
@@ -252,19 +249,16 @@ class AnalogSurrogate(Surrogate):
     def is_trained(self) -> bool:
         return bool(self.boosters)
 
-    def merged(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> tuple[list[Any], dict]:
-        """The training set with ``archs`` added; a re-measured (architecture, conditions) replaces its old values."""
-        if not self.conditions:
-            return super().merged(archs, targets)
-        archs = [self.space.validate(a) for a in archs]
-        y = self.check_targets(archs, targets)
-        rows: dict[tuple, int] = {}
-        all_archs = list(self.train_archs) + archs
-        all_y = {t: np.concatenate([np.asarray(self.train_targets[t], dtype=float), y[t]]) for t in self.targets}
-        for i, a in enumerate(all_archs):  # the last measurement of each (architecture, conditions) wins
-            rows[(a, *(float(all_y[c][i]) for c in self.conditions))] = i
-        keep = sorted(rows.values())
-        return [all_archs[i] for i in keep], {t: v[keep] for t, v in all_y.items()}
+    def row_key(self, arch: Any, targets: Mapping[str, np.ndarray], i: int) -> tuple:
+        """A row is an (architecture, conditions) measurement: re-measuring it replaces that row only."""
+        return (arch, *(float(targets[c][i]) for c in self.conditions))
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a saved model; one saved before the calibration existed is calibrated on its training set."""
+        super().load_state_dict(state)
+        if self.calibration is None and self.train_archs:
+            X = self.features(self.train_archs, self.train_targets)
+            self.calibration = self._calibrate(X, self.train_targets["acc_1d"])
 
     def trained_for(self) -> dict[str, Any]:
         out = {"space": self.space.name, "input_shape": self.input_shape, "num_classes": self.num_classes}

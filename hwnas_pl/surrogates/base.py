@@ -11,7 +11,7 @@ against what the file was trained for. Subclasses implement ``_fit`` (and may ov
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +115,22 @@ class Surrogate(CostModel):
         self.train_archs, self.train_targets = archs, y
         return self
 
+    def row_key(self, arch: Any, targets: Mapping[str, np.ndarray], i: int) -> Hashable:
+        """What identifies training row ``i`` (of ``arch``, with ``targets``): a re-measurement replaces its row."""
+        return arch
+
     def merged(self, archs: Sequence[Any], targets: Mapping[str, Sequence[float]]) -> tuple[list[Any], dict]:
-        """The training set with ``archs`` added (a re-measured architecture replaces its old values)."""
+        """The training set with ``archs`` added (a re-measured :meth:`row_key` replaces its old values)."""
         archs = [self.space.validate(a) for a in archs]
         y = self.check_targets(archs, targets)
-        known = {a: i for i, a in enumerate(self.train_archs)}
+        known = {self.row_key(a, self.train_targets, i): i for i, a in enumerate(self.train_archs)}
         all_archs = list(self.train_archs)
         all_y = {t: np.asarray(self.train_targets[t], dtype=float).copy() for t in self.targets}
         for k, a in enumerate(archs):
-            if a in known:
+            key = self.row_key(a, y, k)
+            if key in known:
                 for t in self.targets:
-                    all_y[t][known[a]] = y[t][k]
+                    all_y[t][known[key]] = y[t][k]
             else:
                 all_archs.append(a)
                 for t in self.targets:
