@@ -37,6 +37,7 @@ PLUGIN_MODULES = (
     "hwnas_pl.evaluators.latency",
     "hwnas_pl.evaluators.lut",
     "hwnas_pl.evaluators.nasbench201",
+    "hwnas_pl.evaluators.proxies",
     "hwnas_pl.surrogates.feature_predictor",
     "hwnas_pl.surrogates.analog",
 )

@@ -1,6 +1,6 @@
 """The backbone registry and factory: the package's networks by short name, then any timm model.
 
-The networks themselves are plain ``nn.Module``s in :mod:`hwnas_pl.nn` (``backbones``: SmallCNN, MLP, PPGNet;
+The networks themselves are plain ``nn.Module``s in :mod:`hwnas_pl.nn` (``backbones``: SmallCNN, MLP, PPGNet, CifarResNet;
 ``segmentation``: UNet, TimmFPN); a config names one by short name (``small_cnn``), by ``class_path``, or a timm
 model name (``resnet18``, random init).
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.nn.backbones import MLP, PPGNet, SmallCNN
+from hwnas_pl.nn.backbones import MLP, CifarResNet, PPGNet, SmallCNN
 from hwnas_pl.registry import Registry
 
 BACKBONES: Registry[nn.Module] = Registry("backbone")
@@ -25,6 +25,7 @@ BackboneFactory = Callable[[int, Sequence[int]], nn.Module]
 BACKBONES.register("small_cnn")(SmallCNN)
 BACKBONES.register("mlp")(MLP)
 BACKBONES.register("ppgnet")(PPGNet)
+BACKBONES.register("resnet_cifar")(CifarResNet)
 
 
 def list_backbones() -> list[str]:

@@ -73,6 +73,63 @@ class SmallCNN(nn.Module):
         return self.classifier(self.dropout(self.pool(self.features(x)).flatten(1)))
 
 
+class BasicBlock(nn.Module):
+    """Two 3×3 conv-BN layers with an identity or 1×1-conv shortcut (He et al., 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet of He et al. (2016, §4.2): 3×3 stem, three stages of ``(depth − 2) / 6`` basic blocks with
+    ``width``, 2·``width`` and 4·``width`` channels (stride 2 into the last two), global pooling, linear.
+
+    ResNet-20 (``depth=20, width=16``) is the reference model RMI-NAS and HW-EvRSNAS pair with NAS-Bench-201's
+    three stages; :meth:`stage_modules` names ``layer1``–``layer3``.
+
+    Example:
+        >>> net = CifarResNet(10, (1, 16, 16), depth=8, width=4)
+        >>> net(torch.zeros(2, 1, 16, 16)).shape, len(net.layer1)
+        (torch.Size([2, 10]), 1)
+    """
+
+    def __init__(self, num_classes: int, input_shape: Sequence[int], depth: int = 20, width: int = 16) -> None:
+        super().__init__()
+        channels = _check_input_shape(input_shape, "CifarResNet")[0]
+        if depth < 8 or (depth - 2) % 6 or width < 1:
+            raise ConfigError(f"CifarResNet needs depth 6n + 2 (>= 8) and width >= 1, got depth {depth}, width {width}.")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        stages, c_in = [], width
+        for i in range(3):
+            c_out = width * 2**i
+            stages.append(nn.Sequential(*[BasicBlock(c_in if b == 0 else c_out, c_out, 2 if i and b == 0 else 1)
+                                          for b in range(n)]))  # fmt: skip
+            c_in = c_out
+        self.layer1, self.layer2, self.layer3 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_in, num_classes)
+
+    def stage_modules(self) -> list[nn.Module]:
+        """``layer1``, ``layer2``, ``layer3``: the stage outputs a similarity proxy pairs with."""
+        return [self.layer1, self.layer2, self.layer3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.classifier(self.pool(x).flatten(1))
+
+
 class MLP(nn.Module):
     """A multilayer perceptron over the flattened input.
 

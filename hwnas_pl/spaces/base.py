@@ -102,6 +102,37 @@ class SearchSpace(ABC):
             "(nasbench201, mbconv)."
         )
 
+    def stage_modules(self, net: nn.Module, input_shape: Sequence[int]) -> list[nn.Module]:
+        """The modules whose outputs are ``net``'s stage representations, one per spatial resolution, in order.
+
+        What representation-similarity proxies (HW-EvRSNAS Eq. 2) pair with a reference model's stages. Default,
+        for a network built as an ``nn.Sequential``: the last child at each resolution of a probe forward on
+        ``input_shape`` (children whose output is not a 4-d map, the head, are left out).
+
+        Raises:
+            ConfigError: when the network is not a Sequential of blocks (the space must override this).
+        """
+        if not isinstance(net, nn.Sequential):
+            raise ConfigError(
+                f"The {self.name} space does not name its stage outputs; expected a space that defines "
+                "stage_modules (nasbench201, mbconv) or a network built as an nn.Sequential of blocks."
+            )
+        sizes: list[tuple[int, ...] | None] = []
+        x = torch.zeros((2, *input_shape))
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            for child in net:
+                x = child(x)
+                sizes.append(tuple(x.shape[2:]) if x.ndim == 4 else None)
+        net.train(was_training)
+        children = list(net)
+        return [
+            children[i]
+            for i, size in enumerate(sizes)
+            if size is not None and (i + 1 == len(sizes) or sizes[i + 1] != size)
+        ]
+
     def config(self) -> dict[str, Any]:
         """``{class_path, init_args}`` that rebuilds this space from a YAML config (its ``__init__`` arguments)."""
         params = inspect.signature(type(self).__init__).parameters

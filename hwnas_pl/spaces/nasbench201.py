@@ -391,6 +391,11 @@ class NASBench201Space(EncodedSpace):
         """Every op on every edge of every cell; a path picks one op per edge (PRP-NAS §3.3 on NAS-Bench-201)."""
         return NB201Supernet(num_classes, int(input_shape[0]), self.channels, self.cells)
 
+    def stage_modules(self, net: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> list[nn.Module]:
+        """The last cell of the first two stages and ``lastact`` (BN-ReLU after the third), RMI-NAS's three stages."""
+        n = self.cells
+        return [net.cells[n - 1], net.cells[2 * n], net.lastact]
+
     def build(self, arch: Any, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32)) -> nn.Module:
         arch = self.validate(arch)
         return NB201Network(arch, num_classes, int(input_shape[0]), self.channels, self.cells)

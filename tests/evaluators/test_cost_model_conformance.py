@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hwnas_pl.evaluators.base import create_cost_model, list_cost_models
+from hwnas_pl.nn.backbones import CifarResNet
 from hwnas_pl.spaces import NASBench201Space
 
 SPACE = NASBench201Space()
@@ -17,11 +18,20 @@ def _table(tmp_path):
     return {"path": str(tmp_path / "t.csv")}
 
 
+def _digits():
+    from hwnas_pl.datamodules import DigitsDataModule
+
+    return {"datamodule": DigitsDataModule(), "num_classes": 10, "input_shape": (1, 8, 8)}
+
+
 KWARGS = {
     "lut": lambda tmp: {"path": None, "input_shape": (3, 16, 16), "repeats": 2, "warmup": 0, "threads": 1},
     "measured": lambda tmp: {"input_shape": (3, 16, 16), "repeats": 2, "warmup": 0, "threads": 1},
     "table": _table,
     "analog_surrogate": lambda tmp: {"train_data": "nasbench201", "n_train": 60, "rounds": 5},
+    "zero_cost": lambda tmp: {**_digits(), "batch_size": 8},
+    "rmi_proxy": lambda tmp: {**_digits(), "reference": CifarResNet(10, (1, 8, 8), depth=8, width=4), "n_train": 2,
+                              "batch_size": 8, "pool_size": 16},
 }
 
 
@@ -45,4 +55,4 @@ def test_cost_model_conformance(name, tmp_path):
 
 def test_every_plugin_registers():
     assert {"analytic", "table", "lut", "measured", "predictor", "nasbench201_table", "nasbench201_analog",
-            "analog_surrogate"} <= set(list_cost_models())  # fmt: skip
+            "analog_surrogate", "zero_cost", "rmi_proxy"} <= set(list_cost_models())  # fmt: skip
