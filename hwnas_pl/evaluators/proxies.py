@@ -159,8 +159,10 @@ class ZeroCostModel(OneBatchModel):
 def load_reference(
     reference: str | Path | nn.Module, network: Callable[..., nn.Module] | None, num_classes: int, input_shape
 ) -> nn.Module:
-    """The reference network of a path (``.ckpt`` of a ClassifierModule, or a ``torch.save``'d module or state
-    dict, the latter built by ``network(num_classes, input_shape)``) or a module.
+    """The reference network of a path or a module.
+
+    A path is a ``.ckpt`` of a ClassifierModule, or a ``torch.save``'d module or state dict (the latter loaded into
+    ``network(num_classes, input_shape)``).
 
     Raises:
         UserInputError: when the file is missing or holds neither.
@@ -270,7 +272,8 @@ class RMIProxyModel(OneBatchModel):
             raise ConfigError(f"RMIProxyModel beta must be in [0, 1], got {beta}.")
         if n_train < 0 or pool_size < batch_size:
             raise ConfigError(
-                f"RMIProxyModel needs n_train >= 0 and pool_size >= batch_size, got {n_train}, {pool_size} < {batch_size}."
+                f"RMIProxyModel needs n_train >= 0 and pool_size >= batch_size, got {n_train} and {pool_size} < "
+                f"{batch_size}."
             )
         if reference_config is not None and not isinstance(reference, nn.Module) and not Path(reference).is_file():
             train_reference(reference_config, Path(reference))

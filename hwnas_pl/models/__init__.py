@@ -1,6 +1,7 @@
 """The backbone registry and factory: the package's networks by short name, then any timm model.
 
-The networks themselves are plain ``nn.Module``s in :mod:`hwnas_pl.nn` (``backbones``: SmallCNN, MLP, PPGNet, CifarResNet;
+The networks themselves are plain ``nn.Module``s in :mod:`hwnas_pl.nn` (``backbones``: SmallCNN, MLP, PPGNet,
+CifarResNet;
 ``segmentation``: UNet, TimmFPN); a config names one by short name (``small_cnn``), by ``class_path``, or a timm
 model name (``resnet18``, random init).
 """

@@ -92,8 +92,10 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """The CIFAR ResNet of He et al. (2016, §4.2): 3×3 stem, three stages of ``(depth − 2) / 6`` basic blocks with
-    ``width``, 2·``width`` and 4·``width`` channels (stride 2 into the last two), global pooling, linear.
+    """The CIFAR ResNet of He et al. (2016, §4.2).
+
+    A 3×3 stem, three stages of ``(depth − 2) / 6`` basic blocks with ``width``, 2·``width`` and 4·``width``
+    channels (stride 2 into the last two), global pooling, linear.
 
     ResNet-20 (``depth=20, width=16``) is the reference model RMI-NAS and HW-EvRSNAS pair with NAS-Bench-201's
     three stages; :meth:`stage_modules` names ``layer1``–``layer3``.
@@ -108,9 +110,13 @@ class CifarResNet(nn.Module):
         super().__init__()
         channels = _check_input_shape(input_shape, "CifarResNet")[0]
         if depth < 8 or (depth - 2) % 6 or width < 1:
-            raise ConfigError(f"CifarResNet needs depth 6n + 2 (>= 8) and width >= 1, got depth {depth}, width {width}.")
+            raise ConfigError(
+                f"CifarResNet needs depth 6n + 2 (>= 8) and width >= 1, got depth {depth}, width {width}."
+            )
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         stages, c_in = [], width
         for i in range(3):
             c_out = width * 2**i

@@ -27,7 +27,7 @@ from hwnas_pl.errors import ConfigError
 
 
 def centred_gram(x: torch.Tensor) -> torch.Tensor:
-    """:math:`H X X^\\top H` of ``x`` (n, ...) flattened per row."""
+    r""":math:`H X X^\top H` of ``x`` (n, ...) flattened per row."""
     x = x.reshape(x.shape[0], -1)
     x = x - x.mean(dim=0, keepdim=True)
     return x @ x.T
@@ -49,10 +49,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Te
             f"linear_cka needs two representations of the same >= 2 inputs, got {x.shape[0]} and {y.shape[0]} rows."
         )
     dtype = torch.promote_types(x.dtype, y.dtype)
-    k, l = centred_gram(x.to(dtype)), centred_gram(y.to(dtype))
+    k, m = centred_gram(x.to(dtype)), centred_gram(y.to(dtype))
     # sqrt(. + eps), not norm(): a constant representation (a cell of "none" ops) has a zero Gram matrix, whose
     # norm has no gradient; it scores 0 with finite gradients instead of NaN
-    return (k * l).sum() / (torch.sqrt((k * k).sum() + eps) * torch.sqrt((l * l).sum() + eps))
+    return (k * m).sum() / (torch.sqrt((k * k).sum() + eps) * torch.sqrt((m * m).sum() + eps))
 
 
 def rmi_score(candidate: Sequence[torch.Tensor], reference: Sequence[torch.Tensor]) -> torch.Tensor:

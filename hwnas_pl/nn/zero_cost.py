@@ -88,7 +88,7 @@ def grad_norm(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def snip(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Connection sensitivity :math:`\\sum|g \\odot W|` (Lee et al., 2019)."""
+    r"""Connection sensitivity :math:`\sum|g \odot W|` (Lee et al., 2019)."""
     grads = _ce_grads(net, x, y)
     score = sum(float((g * w.detach()).abs().sum()) for g, w in zip(grads, _weights(net)) if g is not None)
     net.zero_grad(set_to_none=True)
@@ -97,7 +97,7 @@ def snip(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def _without_batchnorm(net: nn.Module) -> nn.Module:
     clone = copy.deepcopy(net)
-    for name, module in list(clone.named_modules()):
+    for module in list(clone.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
                 setattr(module, child_name, nn.Identity())

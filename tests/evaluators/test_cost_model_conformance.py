@@ -30,8 +30,13 @@ KWARGS = {
     "table": _table,
     "analog_surrogate": lambda tmp: {"train_data": "nasbench201", "n_train": 60, "rounds": 5},
     "zero_cost": lambda tmp: {**_digits(), "batch_size": 8},
-    "rmi_proxy": lambda tmp: {**_digits(), "reference": CifarResNet(10, (1, 8, 8), depth=8, width=4), "n_train": 2,
-                              "batch_size": 8, "pool_size": 16},
+    "rmi_proxy": lambda tmp: {
+        **_digits(),
+        "reference": CifarResNet(10, (1, 8, 8), depth=8, width=4),
+        "n_train": 2,
+        "batch_size": 8,
+        "pool_size": 16,
+    },
 }
 
 

@@ -13,8 +13,8 @@ from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.proxies import RMIProxyModel, ZeroCostModel, load_reference
 from hwnas_pl.nn.backbones import CifarResNet
 from hwnas_pl.nn.similarity import LinearCKA, linear_cka, rmi_score
-from hwnas_pl.rng import isolated_rng
 from hwnas_pl.nn.zero_cost import grad_norm, jacov, naswot, snip, synflow, zero_cost_proxy, zico
+from hwnas_pl.rng import isolated_rng
 from hwnas_pl.spaces import MBConvSpace, NASBench201Space
 
 CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
