@@ -48,6 +48,7 @@ class CommandParser(ExplainedErrorsMixin, ArgumentParser):
 def search_main(args: list[str]) -> None:
     """``hwnas search``: a population search configured by YAML (see ``configs/search/``)."""
     import hwnas_pl.search.analognas_evolution  # noqa: F401  (every strategy a config may name is a known subclass)
+    import hwnas_pl.search.genetic  # noqa: F401
     from hwnas_pl.evaluators.base import list_cost_models
     from hwnas_pl.search.minimize import release_process_group
     from hwnas_pl.search.runner import SearchRunner
