@@ -108,8 +108,10 @@ class GeneticSearch(SearchStrategy):
 
     def _setup(self, n_obj: int, seed: int) -> None:
         if n_obj != 1:
-            raise ConfigError(f"GeneticSearch maximises one fitness; the search has {n_obj} objectives. "
-                              "Give one objective (e.g. objectives: {rmi: max}) and the budgets as constraints.")  # fmt: skip
+            raise ConfigError(
+                f"GeneticSearch maximises one fitness; the search has {n_obj} objectives. Give one objective "
+                "(e.g. objectives: {rmi: max}) and the budgets as constraints."
+            )
         self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ rejection sampling
