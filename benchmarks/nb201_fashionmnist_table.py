@@ -39,25 +39,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import multiprocessing as mp
-import time
 from pathlib import Path
 
 import numpy as np
 
+from hwnas_pl.evaluators.table_protocol import PROTOCOL_KEYS, protocol_id, train_cell
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "hwnas_pl" / "tables" / "nb201_fashionmnist.csv"
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
-PROTOCOL_KEYS = ("resize", "channels", "cells_per_stage", "train_size", "epochs", "lr", "batch_size", "seeds")
-
-
-def protocol_id(p: dict) -> str:
-    """A short name of the training protocol, stored in every row."""
-    seeds = "".join(str(s) for s in p["seeds"])
-    return (
-        f"fmnist{p['resize']}px-C{p['channels']}N{p['cells_per_stage']}-n{p['train_size']}-e{p['epochs']}"
-        f"-lr{p['lr']}-b{p['batch_size']}-cos-s{seeds}"
-    )
 
 
 def cell_sample(n: int) -> list[str]:
@@ -66,80 +56,6 @@ def cell_sample(n: int) -> list[str]:
 
     space = NASBench201Space()
     return [space.to_string(a) for a in space.sample(n, np.random.default_rng(0))]
-
-
-_DATA: dict = {}
-
-
-def _load(p: dict, data_dir: str) -> dict:
-    """Training, validation and test tensors (cached per worker process)."""
-    if not _DATA:
-        from hwnas_pl.datamodules import FashionMNISTDataModule
-
-        dm = FashionMNISTDataModule(data_dir, train_size=p["train_size"], resize=p["resize"], seed=42)
-        dm.setup()
-        _DATA.update(train=dm.data_train.tensors, val=dm.data_val.tensors, test=dm.data_test.tensors)
-    return _DATA
-
-
-def _accuracy(net, x, y) -> float:
-    import torch
-
-    net.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), 1000):
-            correct += int((net(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum())
-    return 100.0 * correct / len(y)
-
-
-def train_cell(arch: str, seed: int, p: dict, data_dir: str) -> dict:
-    """Train one cell with one seed; return its test and validation accuracy (%) and the time taken."""
-    import torch
-    import torch.nn.functional as F
-
-    from hwnas_pl.nn.counting import count_network
-    from hwnas_pl.spaces import NASBench201Space
-
-    torch.set_num_threads(1)
-    data = _load(p, data_dir)
-    (x, y), side = data["train"], p["resize"]
-    space = NASBench201Space(channels=p["channels"], cells=p["cells_per_stage"])
-    torch.manual_seed(seed)
-    net = space.build(space.validate(arch), 10, (1, side, side))
-    counts = count_network(net, (1, side, side))
-    decay = [q for q in net.parameters() if q.ndim > 1]
-    no_decay = [q for q in net.parameters() if q.ndim <= 1]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=p["lr"],
-        momentum=0.9,
-        nesterov=True,
-    )
-    steps_per_epoch = len(y) // p["batch_size"]
-    total, warm = steps_per_epoch * p["epochs"], steps_per_epoch
-    schedule = lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    order_gen = torch.Generator().manual_seed(1000 + seed)
-    start = time.perf_counter()
-    for _ in range(p["epochs"]):
-        net.train()
-        order = torch.randperm(len(y), generator=order_gen)
-        for i in range(steps_per_epoch):
-            idx = order[i * p["batch_size"] : (i + 1) * p["batch_size"]]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    seconds = time.perf_counter() - start
-    return {
-        "test": _accuracy(net, *data["test"]),
-        "val": _accuracy(net, *data["val"]),
-        "seconds": seconds,
-        "params": counts.params,
-        "macs": counts.macs,
-    }
 
 
 def _job(args: tuple) -> tuple[str, list[dict]]:

@@ -8,7 +8,8 @@ from hwnas_pl.nn.backbones import CifarResNet
 from hwnas_pl.spaces import NASBench201Space
 
 SPACE = NASBench201Space()
-SLOW = {"analog_training"}  # trains a network per architecture: covered by tests/test_analognas_search.py
+# each trains networks (covered by tests/test_analognas_search.py and tests/evaluators/test_table_protocol.py)
+SLOW = {"analog_training", "table_protocol"}
 
 
 def _table(tmp_path):
