@@ -79,6 +79,11 @@ def search_main(args: list[str]) -> None:
             flush=True,
         )
         found = result.strategy or {}
+        if "pick" in found:
+            print(f"  pick: {found['pick']['arch']} (fitness {found['pick']['fitness']:.4g})", flush=True)
+        for row in result.verified or []:
+            values = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("role", "arch"))
+            print(f"  verified {row['role']}: {row['arch']} ({values})", flush=True)
         if "top1" in found:
             measured = found["top1"]["measured"] or found["top1"]["predicted"]
             values = ", ".join(f"{k} {v:.4g}" for k, v in measured.items())

@@ -70,6 +70,7 @@ class SearchResult:
     seconds: float = 0.0
     true_front: np.ndarray | None = None  # objectives of the exact front (``reference_front``)
     front_index: np.ndarray | None = None  # rows of ``history`` on the front
+    verified: list[dict[str, Any]] | None = None  # the pick and best front members measured by ``verify``
 
     def summary(self, search: Search) -> dict[str, Any]:
         """``summary.json``'s content."""
@@ -89,6 +90,8 @@ class SearchResult:
             out["n_feasible"] = self.n_feasible
         if self.strategy is not None:
             out["strategy"] = self.strategy
+        if self.verified is not None:
+            out["verified"] = self.verified
         return out
 
 
@@ -181,6 +184,8 @@ class Search:
         callbacks: Sequence[SearchCallback] = (),
         reference_front: bool = False,
         max_enumerate: int = 20000,
+        verify: CostModel | CostModelFactory | None = None,
+        verify_top: int = 1,
     ) -> None:
         self.space = space
         self.strategy = strategy if isinstance(strategy, SearchStrategy) else strategy(space)
@@ -210,9 +215,13 @@ class Search:
         self.callbacks = list(callbacks)
         self.reference_front = reference_front
         self.max_enumerate = max_enumerate
+        self.verify = verify if verify is None or isinstance(verify, CostModel) else verify(space)
+        if verify_top < 0:
+            raise ConfigError(f"verify_top must be >= 0, got {verify_top}.")
+        self.verify_top = verify_top
         self.rank, self.world_size = _dist()
         self.device = rank_device(self.rank)
-        for evaluator in self.evaluators:
+        for evaluator in [*self.evaluators, *([self.verify] if self.verify is not None else [])]:
             evaluator.place(self.device)
         # state
         self.history: list[dict[str, Any]] = []
@@ -380,9 +389,31 @@ class Search:
             for cb in self.callbacks:
                 cb.on_generation_end(self)
         result = self.result(self.seconds_before + time.perf_counter() - start)
+        if self.verify is not None:
+            result.verified = self.verified(result)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result
+
+    def verified(self, result: SearchResult) -> list[dict[str, Any]]:
+        """The strategy's pick and the ``verify_top`` best front members, measured by ``verify``.
+
+        What a proxy- or surrogate-driven search really found: the pick (if the strategy's summary names one) and
+        the front's best by the first objective.
+
+        Every rank measures the same architectures (the verifier is seeded), so no result is gathered.
+        """
+        first, direction = next(iter(self.objectives.items()))
+        front = sorted(result.front, key=lambda r: r[first], reverse=direction == "max")[: self.verify_top]
+        chosen = [("front", r["arch"]) for r in front]
+        pick = (result.strategy or {}).get("pick", {}).get("arch")
+        if pick is not None:
+            chosen = [("pick", pick)] + [(role, a) for role, a in chosen if a != pick]
+        if not chosen:
+            return []
+        values = self.verify.evaluate([a for _, a in chosen])  # type: ignore[union-attr]
+        return [{"role": role, "arch": arch, **{m: float(v[i]) for m, v in values.items()}}
+                for i, (role, arch) in enumerate(chosen)]  # fmt: skip
 
     # ------------------------------------------------------------------ result
     def exact_front(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
@@ -453,6 +484,8 @@ def minimize(
     reference_front: bool = False,
     max_enumerate: int = 20000,
     state: Mapping[str, Any] | None = None,
+    verify: CostModel | CostModelFactory | None = None,
+    verify_top: int = 1,
 ) -> SearchResult:
     """Run a search and return what it found; writes no files (add callbacks for that).
 
@@ -469,6 +502,9 @@ def minimize(
         reference_front: enumerate the space for the exact (feasible) front and the normalized hypervolume.
         max_enumerate: largest space size ``reference_front`` may enumerate.
         state: a :meth:`Search.state_dict` to continue from.
+        verify: a "true" cost model measuring the strategy's pick and the best ``verify_top`` front members at the
+            end (``SearchResult.verified``, ``summary.json``): the table or training a proxy search is judged by.
+        verify_top: front members verified (best first by the first objective).
 
     Example:
         >>> from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
@@ -482,7 +518,7 @@ def minimize(
         (40, True)
     """
     search = Search(space, strategy, evaluators, objectives, constraints, max_evaluations, seed, callbacks,
-                    reference_front, max_enumerate)  # fmt: skip
+                    reference_front, max_enumerate, verify, verify_top)  # fmt: skip
     if state is not None:
         search.load_state_dict(state)
     return search.run()

@@ -55,6 +55,9 @@ class SearchRunner:
         callbacks: more :class:`~hwnas_pl.search.minimize.SearchCallback` objects, run after the built-in ones.
         overwrite: replace the results of an earlier search in ``output_dir`` (otherwise a new search refuses a
             folder that holds them; ``resume=True`` continues them).
+        verify: a "true" cost model measuring the strategy's pick and the best ``verify_top`` front members at the
+            end (``summary.json``'s ``verified``), e.g. the table a proxy search is judged by.
+        verify_top: front members verified (best first by the first objective).
     """
 
     def __init__(
@@ -73,6 +76,8 @@ class SearchRunner:
         constraints: Mapping[str, Mapping[str, float]] | None = None,
         callbacks: Sequence[SearchCallback] = (),
         overwrite: bool = False,
+        verify: CostModel | CostModelFactory | None = None,
+        verify_top: int = 1,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = overwrite
@@ -82,7 +87,7 @@ class SearchRunner:
         if wandb is not None:
             builtin.append(WandbSearchLogger(self.output_dir, plot, **wandb))
         self.search = Search(space, strategy, evaluators, objectives, constraints, max_evaluations, seed,
-                             [*builtin, *callbacks], reference_front, max_enumerate)  # fmt: skip
+                             [*builtin, *callbacks], reference_front, max_enumerate, verify, verify_top)  # fmt: skip
 
     # the search's parts, as the runner exposed them before search callbacks
     space = property(lambda self: self.search.space)

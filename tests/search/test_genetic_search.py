@@ -52,8 +52,12 @@ class _Fixed:
 def test_penalty_ga_finds_the_top_of_the_feasible_table(nb201):
     acc, macs, feasible = nb201
     res = minimize(SPACE, GeneticSearch(SPACE, 50, 20), [acc, macs], {"baseline_acc": "max"}, BUDGET,
-                   max_evaluations=5000, seed=0)  # fmt: skip
+                   max_evaluations=5000, seed=0, verify=macs)  # fmt: skip
     pick = res.strategy["pick"]
+    # the pick is the best feasible member here, so the front adds nothing to verify
+    assert res.verified == [
+        {"role": "pick", "arch": pick["arch"], **{k: float(v[0]) for k, v in macs.evaluate([pick["arch"]]).items()}}
+    ]
     value = acc.evaluate([pick["arch"]])["baseline_acc"][0]
     assert macs.evaluate([pick["arch"]])["macs"][0] <= 30e6
     assert value == pytest.approx(pick["fitness"]) and (feasible < value).mean() >= 0.99  # top 1 % of 15,625
