@@ -360,7 +360,7 @@ class RMIProxyModel(OneBatchModel):
                     phi = float(rmi_score(tap.outputs, ref))
         finally:
             tap.remove()
-        return (phi if np.isfinite(phi) else 0.0), float(loss)
+        return (phi if np.isfinite(phi) else 0.0), float(loss.detach())
 
     def score(self, arch: Any) -> dict[str, float]:
         return {"rmi": self.train_and_score(arch)[0]}

@@ -101,7 +101,7 @@ def train_cell(arch: str, seed: int, p: dict, data_dir: str) -> dict:
         total, warm = steps_per_epoch * p["epochs"], steps_per_epoch
 
         def schedule(s: int) -> float:
-            return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+            return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         order_gen = torch.Generator().manual_seed(1000 + seed)
