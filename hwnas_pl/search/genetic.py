@@ -139,9 +139,13 @@ class GeneticSearch(SearchStrategy):
                     "constraint_handling: penalty."
                 )
             batch = make(max(n - len(kept), 16))
-            self.samples_drawn += len(batch)
-            kept += [a for a, ok in zip(batch, self._within_budget(batch)) if ok]
-        return kept[:n]
+            for arch, ok in zip(batch, self._within_budget(batch)):
+                if len(kept) == n:
+                    break  # draws past the last member needed are not counted: as if drawn one at a time
+                self.samples_drawn += 1
+                if ok:
+                    kept.append(arch)
+        return kept
 
     # ------------------------------------------------------------------ the GA
     def _tournament(self) -> Any:

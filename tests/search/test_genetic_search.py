@@ -10,6 +10,7 @@ from hwnas_pl.errors import ConfigError
 from hwnas_pl.evaluators.analytic import AnalyticCostModel
 from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel
 from hwnas_pl.evaluators.tables import TableCostModel
+from hwnas_pl.search.constraints import Constraint
 from hwnas_pl.search.genetic import GeneticSearch
 from hwnas_pl.search.minimize import minimize
 from hwnas_pl.spaces import NASBench201Space
@@ -73,6 +74,14 @@ def test_rejection_sampling_only_evaluates_feasible_members_and_counts_its_draws
                    [acc, macs], {"baseline_acc": "max"}, tight, max_evaluations=5000, seed=1)  # fmt: skip
     assert all(row["feasible"] for row in res.history)
     assert res.strategy["initial_samples"] > 50 and res.strategy["samples_drawn"] > res.strategy["initial_samples"]
+    # every draw within the budget: exactly the population is drawn (draws past the last one needed not counted)
+    ga = GeneticSearch(SPACE, 50, 0, constraint_handling="rejection", feasibility=macs)
+    ga.setup(1, 0, constraints=[Constraint("macs", "<=", 1e12)])
+    ga.ask()
+    assert ga.samples_drawn == 50
+    # one draw in k within the budget: about 50 k draws
+    fraction = (macs.evaluate(SPACE.sample(3000, np.random.default_rng(9)))["macs"] <= 10e6).mean()
+    assert 0.6 < res.strategy["initial_samples"] * fraction / 50 < 1.6
     with pytest.raises(ConfigError, match="Rejection sampling drew .* found only 0 of 50 within macs <= 1"):
         minimize(SPACE, GeneticSearch(SPACE, 50, 1, constraint_handling="rejection", feasibility=macs,
                                       max_samples=500), [acc, macs], {"baseline_acc": "max"},
