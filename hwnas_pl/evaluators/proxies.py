@@ -51,7 +51,8 @@ def draw_examples(datamodule: Any, n: int, seed: int) -> tuple[torch.Tensor, tor
     if n > len(data):
         raise ConfigError(f"A proxy batch of {n} examples was asked for, but the training set holds {len(data)}.")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    x, y = torch.utils.data.default_collate([data[int(i)] for i in idx])
+    with isolated_rng(seed):  # a training set with random augmentation gives the same batch for the same seed
+        x, y = torch.utils.data.default_collate([data[int(i)] for i in idx])
     return x, y
 
 

@@ -65,3 +65,31 @@ def test_a_missing_reference_is_trained_first_by_its_config(tmp_path):
     assert (tmp_path / "ref.ckpt").is_file() and isinstance(model.reference, CifarResNet)
     assert 0.0 <= model.evaluate(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
                                   "nor_conv_3x3~2|"])["rmi"][0] <= 3.0  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hwevrsnas_nb201_cifar10.yaml", "hwevrsnas_mbconv_cifar10.yaml"])
+def test_cifar10_configs_run_on_the_cifar_fixture(name, tmp_path, capsys):
+    from datasets import write_cifar10
+
+    write_cifar10(tmp_path / "cifar", per_batch=12)
+    torch.save(CifarResNet(10, (3, 32, 32), depth=8, width=4), tmp_path / "ref.pt")
+    cfg = yaml.safe_load((CONFIGS / "search" / name).read_text())
+    rmi, cost = cfg["evaluators"]
+    rmi["init_args"]["datamodule"]["init_args"].update(data_dir=str(tmp_path / "cifar"), val_size=10)
+    rmi["init_args"].update(reference=str(tmp_path / "ref.pt"), reference_config=None, n_train=1, batch_size=4,
+                            pool_size=8)  # fmt: skip
+    if "path" in cost["init_args"]:
+        cost["init_args"].update(path=str(tmp_path / "lut.json"), warmup=0, repeats=1)
+    cfg["strategy"]["init_args"].update(population_size=3, generations=1, tournament_size=2)
+    cfg.update(max_evaluations=10, output_dir=str(tmp_path / "out"), wandb=None, progress=False)
+    cfg["constraints"] = {m: {"<=": 1e12} for m in cfg["constraints"]}
+    if name.startswith("hwevrsnas_mbconv"):
+        cfg["space"]["init_args"] = {"skeleton": "cifar"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(cfg))
+    cli_main(["search", "--config", str(tmp_path / "s.yaml")])
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "  pick: " in out and summary["strategy"]["generations"] == 1
+    if "verify" in cfg:
+        assert 0.0 < summary["verified"][0]["baseline_acc"] < 100.0  # NAS-Bench-201's CIFAR-10 accuracy of the pick
