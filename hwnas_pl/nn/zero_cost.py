@@ -112,7 +112,7 @@ def synflow(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> f
             p.abs_()
     clone.zero_grad(set_to_none=True)
     clone(torch.ones((1, *x.shape[1:]), dtype=torch.float64)).sum().backward()
-    return float(sum((w.grad * w).abs().sum() for w in _weights(clone) if w.grad is not None))
+    return float(sum((w.grad * w.detach()).abs().sum() for w in _weights(clone) if w.grad is not None))
 
 
 def zico(net: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: int = 2) -> float:
