@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--fig5_population", type=int, default=50)
     parser.add_argument("--fig5_runs", type=int, default=10)
     parser.add_argument("--budget", type=float, default=0.5)
-    parser.add_argument("--generations", type=int, default=50)
+    parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--output_dir", default="outputs/bench_hwevrsnas")
     parser.add_argument("--skip_search", action="store_true")
     args = parser.parse_args()
