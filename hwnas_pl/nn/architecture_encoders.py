@@ -62,7 +62,7 @@ def encode_architectures(
         std = raw.std(0)
         stats = {
             "mean": raw.mean(0).tolist(),
-            "std": np.where(std > 0, std, 1.0).tolist(),
+            "std": np.where(std > 1e-9, std, 1.0).tolist(),  # a constant feature (rounding: ~1e-15) stays 0
             "vocabulary": build_vocabulary(space, archs),
             "nodes": max(g[0].shape[0] for g in graphs),
             "node_types": max(g[1].shape[1] for g in graphs),
