@@ -1,6 +1,7 @@
 """LightningDataModules reading each dataset's real on-disk format."""
 
 from hwnas_pl.datamodules.apolloscape import ApolloScapeDataModule
+from hwnas_pl.datamodules.architectures import ArchitectureDataModule
 from hwnas_pl.datamodules.base import HWNASDataModule
 from hwnas_pl.datamodules.cifar import CIFARDataModule
 from hwnas_pl.datamodules.digits import DigitsDataModule
@@ -13,6 +14,7 @@ from hwnas_pl.datamodules.troika import TROIKADataModule
 
 __all__ = [
     "ApolloScapeDataModule",
+    "ArchitectureDataModule",
     "CIFARDataModule",
     "DatasetLayoutError",
     "DigitsDataModule",

@@ -9,6 +9,7 @@ from typing import Any
 
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
+from hwnas_pl.modules.pareto_rank_module import ParetoRankModule
 from hwnas_pl.modules.regression_module import RegressionModule
 from hwnas_pl.modules.segmentation_module import SegmentationModule
 from hwnas_pl.modules.supernet_module import SupernetModule
@@ -21,6 +22,7 @@ __all__ = [
     "ClassifierModule",
     "HWNASModule",
     "NonFiniteLossError",
+    "ParetoRankModule",
     "RegressionModule",
     "SegmentationModule",
     "SupernetModule",
