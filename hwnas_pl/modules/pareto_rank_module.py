@@ -88,8 +88,10 @@ class ParetoRankModule(L.LightningModule):
             raise UserInputError(f"init_from '{path}' does not exist; expected a ParetoRankModule checkpoint.")
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         if ckpt.get("hwprnas", {}).get("stats") != self.stats:
-            raise UserInputError(f"init_from '{path}' encodes architectures differently (another space, sample "
-                                 "or encoding); expected a checkpoint trained on the same encoding statistics.")  # fmt: skip
+            raise UserInputError(
+                f"init_from '{path}' encodes architectures differently (another space, sample or encoding); "
+                "expected a checkpoint trained on the same encoding statistics."
+            )
         state = ckpt["state_dict"]
         own = self.state_dict()
         keep = {k: v for k, v in state.items() if k.startswith("net.encoder.") or k.startswith("decoder.")}
