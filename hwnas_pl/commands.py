@@ -81,9 +81,12 @@ def search_main(args: list[str]) -> None:
         found = result.strategy or {}
         if "pick" in found:
             print(f"  pick: {found['pick']['arch']} (fitness {found['pick']['fitness']:.4g})", flush=True)
-        for row in result.verified or []:
-            values = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("role", "arch"))
+        for row in (result.verified or [])[:5]:
+            values = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("role", "arch", "on_true_front"))
             print(f"  verified {row['role']}: {row['arch']} ({values})", flush=True)
+        if result.verified and len(result.verified) > 5:
+            front = sum(r["on_true_front"] for r in result.verified)
+            print(f"  ... {len(result.verified)} verified, {front} on their true front: verified.json", flush=True)
         if "top1" in found:
             measured = found["top1"]["measured"] or found["top1"]["predicted"]
             values = ", ".join(f"{k} {v:.4g}" for k, v in measured.items())

@@ -143,7 +143,10 @@ class ArchitectureDataModule(HWNASDataModule):
         self.archs = self.sample()
         objectives = self.measure(self.archs)
         train, val = self.archs[: self.n_train], self.archs[self.n_train :]
-        views, self.stats = encode_architectures(self.space, train, self.input_shape, self.num_classes)
+        views, stats = encode_architectures(self.space, train, self.input_shape, self.num_classes)
+        # what encodes any other architecture the same way (the checkpoint keeps it; the cost model reads it)
+        self.stats = {**stats, "space": self.space.name, "input_shape": list(self.input_shape),
+                      "num_classes": self.num_classes}  # fmt: skip
         self.data_train = ArchitectureSet(train, views, objectives[: self.n_train])
         if val:
             val_views, _ = encode_architectures(self.space, val, self.input_shape, self.num_classes, self.stats)

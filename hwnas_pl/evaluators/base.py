@@ -40,6 +40,7 @@ PLUGIN_MODULES = (
     "hwnas_pl.evaluators.proxies",
     "hwnas_pl.surrogates.feature_predictor",
     "hwnas_pl.surrogates.analog",
+    "hwnas_pl.surrogates.pareto_score",
 )
 
 

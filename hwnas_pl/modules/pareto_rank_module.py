@@ -29,6 +29,7 @@ from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.nn.architecture_encoders import PARTS, ParetoScoreNet, TokenDecoder
 from hwnas_pl.nn.listwise_loss import listwise_pareto_loss
 from hwnas_pl.pareto import kendall_tau, pareto_ranks
+from hwnas_pl.rng import rng_states, set_rng_states
 
 
 class ParetoRankModule(L.LightningModule):
@@ -105,6 +106,7 @@ class ParetoRankModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hwprnas"] = {"stats": self.stats, "devices": self.devices, "metrics": self.metric_names}
+        checkpoint["rng_states"] = rng_states()  # a resumed run draws the same dropout masks
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("hwprnas")
@@ -112,6 +114,13 @@ class ParetoRankModule(L.LightningModule):
             raise UserInputError("The checkpoint was not written by ParetoRankModule (no encoding statistics).")
         if self.net is None:
             self.build(meta["stats"], meta["devices"], meta["metrics"])
+        self._resumed_rng_states = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        pending = getattr(self, "_resumed_rng_states", None)
+        if pending is not None:
+            set_rng_states(pending)
+            self._resumed_rng_states = None
 
     # ------------------------------------------------------------------ steps
     def device_ranks(self, objectives: torch.Tensor, device: str) -> torch.Tensor:

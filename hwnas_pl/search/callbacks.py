@@ -26,7 +26,7 @@ from hwnas_pl.search.minimize import Search, SearchCallback, SearchResult
 
 STATE_FILE = "search_state.pkl"
 #: what a finished or running search leaves in its output_dir
-RESULT_FILES = (STATE_FILE, "summary.json", "pareto_front.json", "history.csv", "pareto_front.png")
+RESULT_FILES = (STATE_FILE, "summary.json", "pareto_front.json", "history.csv", "pareto_front.png", "verified.json")
 
 
 class SearchCheckpoint(SearchCallback):
@@ -63,6 +63,8 @@ class SearchOutputs(SearchCallback):
         writer.writerows(search.history)
         write_atomic(out / "history.csv", table.getvalue())
         write_atomic(out / "summary.json", json.dumps(result.summary(search), indent=1))
+        if result.verified is not None:
+            write_atomic(out / "verified.json", json.dumps(result.verified, indent=1))
 
 
 #: unit suffixes of metric names, as an axis label shows them

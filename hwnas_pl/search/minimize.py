@@ -184,7 +184,7 @@ class Search:
         callbacks: Sequence[SearchCallback] = (),
         reference_front: bool = False,
         max_enumerate: int = 20000,
-        verify: CostModel | CostModelFactory | None = None,
+        verify: CostModel | CostModelFactory | Sequence[CostModel | CostModelFactory] | None = None,
         verify_top: int = 1,
     ) -> None:
         self.space = space
@@ -215,13 +215,14 @@ class Search:
         self.callbacks = list(callbacks)
         self.reference_front = reference_front
         self.max_enumerate = max_enumerate
-        self.verify = verify if verify is None or isinstance(verify, CostModel) else verify(space)
+        verifiers = [] if verify is None else list(verify) if isinstance(verify, Sequence) else [verify]
+        self.verify = [v if isinstance(v, CostModel) else v(space) for v in verifiers]
         if verify_top < 0:
             raise ConfigError(f"verify_top must be >= 0, got {verify_top}.")
         self.verify_top = verify_top
         self.rank, self.world_size = _dist()
         self.device = rank_device(self.rank)
-        for evaluator in [*self.evaluators, *([self.verify] if self.verify is not None else [])]:
+        for evaluator in [*self.evaluators, *self.verify]:
             evaluator.place(self.device)
         # state
         self.history: list[dict[str, Any]] = []
@@ -389,31 +390,46 @@ class Search:
             for cb in self.callbacks:
                 cb.on_generation_end(self)
         result = self.result(self.seconds_before + time.perf_counter() - start)
-        if self.verify is not None:
+        if self.verify:
             result.verified = self.verified(result)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result
 
     def verified(self, result: SearchResult) -> list[dict[str, Any]]:
-        """The strategy's pick and the ``verify_top`` best front members, measured by ``verify``.
+        """The strategy's pick and the ``verify_top`` best architectures, measured by the ``verify`` cost models.
 
         What a proxy- or surrogate-driven search really found: the pick (if the strategy's summary names one) and
-        the front's best by the first objective.
+        the best by the first objective: of the front (several objectives) or of the feasible history (one
+        objective, e.g. a Pareto score: its top-k are the candidates of the front). Each row has ``on_true_front``:
+        whether it is non-dominated among the verified rows in the verifiers' own metrics and directions.
 
-        Every rank measures the same architectures (the verifier is seeded), so no result is gathered.
+        Every rank measures the same architectures (the verifiers are seeded), so no result is gathered.
         """
         first, direction = next(iter(self.objectives.items()))
-        front = sorted(result.front, key=lambda r: r[first], reverse=direction == "max")[: self.verify_top]
-        chosen = [("front", r["arch"]) for r in front]
+        pool = result.front
+        if len(self.objectives) == 1:
+            pool = [row for row, ok in zip(self.history, self.feasible(self.history)) if ok]
+        best = sorted(pool, key=lambda r: r[first], reverse=direction == "max")[: self.verify_top]
+        chosen = [("top" if len(self.objectives) == 1 else "front", r["arch"]) for r in best]
         pick = (result.strategy or {}).get("pick", {}).get("arch")
         if pick is not None:
             chosen = [("pick", pick)] + [(role, a) for role, a in chosen if a != pick]
         if not chosen:
             return []
-        values = self.verify.evaluate([a for _, a in chosen])  # type: ignore[union-attr]
-        return [{"role": role, "arch": arch, **{m: float(v[i]) for m, v in values.items()}}
+        values: dict[str, Any] = {}
+        directions: dict[str, str] = {}
+        for verifier in self.verify:
+            values.update(verifier.evaluate([a for _, a in chosen]))
+            directions.update(verifier.directions)
+        rows = [{"role": role, "arch": arch, **{m: float(v[i]) for m, v in values.items()}}
                 for i, (role, arch) in enumerate(chosen)]  # fmt: skip
+        F = np.array([[row[m] for m in directions] for row in rows], dtype=float)
+        on_front = np.zeros(len(rows), dtype=bool)
+        on_front[non_dominated_fronts(F, list(directions.values()))[0]] = True
+        for row, flag in zip(rows, on_front):
+            row["on_true_front"] = bool(flag)
+        return rows
 
     # ------------------------------------------------------------------ result
     def exact_front(self) -> tuple[list[Any], np.ndarray, np.ndarray]:
@@ -484,7 +500,7 @@ def minimize(
     reference_front: bool = False,
     max_enumerate: int = 20000,
     state: Mapping[str, Any] | None = None,
-    verify: CostModel | CostModelFactory | None = None,
+    verify: CostModel | CostModelFactory | Sequence[CostModel | CostModelFactory] | None = None,
     verify_top: int = 1,
 ) -> SearchResult:
     """Run a search and return what it found; writes no files (add callbacks for that).
@@ -502,9 +518,11 @@ def minimize(
         reference_front: enumerate the space for the exact (feasible) front and the normalized hypervolume.
         max_enumerate: largest space size ``reference_front`` may enumerate.
         state: a :meth:`Search.state_dict` to continue from.
-        verify: a "true" cost model measuring the strategy's pick and the best ``verify_top`` front members at the
-            end (``SearchResult.verified``, ``summary.json``): the table or training a proxy search is judged by.
-        verify_top: front members verified (best first by the first objective).
+        verify: "true" cost models (one or a list) measuring the strategy's pick and the ``verify_top`` best
+            architectures at the end (``SearchResult.verified``, ``summary.json``, ``verified.json``): the table or
+            training a proxy or surrogate search is judged by.
+        verify_top: architectures verified besides the pick (best first by the first objective; of the front, or
+            of the feasible history for one objective).
 
     Example:
         >>> from hwnas_pl.evaluators.nasbench201 import NASBench201TableModel

@@ -55,9 +55,10 @@ class SearchRunner:
         callbacks: more :class:`~hwnas_pl.search.minimize.SearchCallback` objects, run after the built-in ones.
         overwrite: replace the results of an earlier search in ``output_dir`` (otherwise a new search refuses a
             folder that holds them; ``resume=True`` continues them).
-        verify: a "true" cost model measuring the strategy's pick and the best ``verify_top`` front members at the
-            end (``summary.json``'s ``verified``), e.g. the table a proxy search is judged by.
-        verify_top: front members verified (best first by the first objective).
+        verify: "true" cost models (one or a list) measuring the strategy's pick and the ``verify_top`` best
+            architectures at the end (``verified.json``, also in ``summary.json``), e.g. the table a proxy or
+            surrogate search is judged by; each row says whether it is on the verified rows' true front.
+        verify_top: architectures verified besides the pick (best first by the first objective).
     """
 
     def __init__(
@@ -76,7 +77,7 @@ class SearchRunner:
         constraints: Mapping[str, Mapping[str, float]] | None = None,
         callbacks: Sequence[SearchCallback] = (),
         overwrite: bool = False,
-        verify: CostModel | CostModelFactory | None = None,
+        verify: CostModel | CostModelFactory | Sequence[CostModel | CostModelFactory] | None = None,
         verify_top: int = 1,
     ) -> None:
         self.output_dir = Path(output_dir)

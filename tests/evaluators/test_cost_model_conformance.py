@@ -8,8 +8,9 @@ from hwnas_pl.nn.backbones import CifarResNet
 from hwnas_pl.spaces import NASBench201Space
 
 SPACE = NASBench201Space()
-# each trains networks (covered by tests/test_analognas_search.py and tests/evaluators/test_table_protocol.py)
-SLOW = {"analog_training", "table_protocol"}
+# each trains networks or needs a trained checkpoint (tests/test_analognas_search.py, tests/evaluators/
+# test_table_protocol.py, tests/modules/test_pareto_rank_module.py)
+SLOW = {"analog_training", "table_protocol", "pareto_score"}
 
 
 def _table(tmp_path):
