@@ -97,8 +97,11 @@ def ranking(args, space, everything, F_all) -> dict:
             ranks = pareto_ranks(F_test, list(DIRECTIONS.values()))
             rows.append({"tau_pareto_rank": kendall_tau(s, -ranks), "tau_accuracy": kendall_tau(s, F_test[:, 0]),
                          "train_seconds": seconds})  # fmt: skip
-        out["+".join(parts)] = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
-                                for k in rows[0]}  # fmt: skip
+        summary = {}
+        for key in rows[0]:
+            values = [r[key] for r in rows]
+            summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        out["+".join(parts)] = summary
     return out
 
 
