@@ -209,3 +209,24 @@ def write_msd_task(root: str | Path, name: str = "Task09_Spleen", cases: int = 4
     }
     (task / "dataset.json").write_text(json.dumps(meta, indent=1))
     return task
+
+
+def write_hw_nas_bench(path: str | Path, arch_strings: list[str], seed: int = 0) -> dict:
+    """A ``HW-NAS-Bench-v1_0.pickle`` in the published layout for the given NAS-Bench-201 cells (index = order):
+    ``{"nasbench201": {dataset: {metric: [value per index], "config": [{"arch_str": ...}, ...]}}}``.
+
+    Returns the metric values written (dataset -> metric -> array)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    from hwnas_pl.evaluators.hw_nas_bench import NB201_METRICS as metrics
+    values, data = {}, {"nasbench201": {}}
+    for dataset in ("cifar10", "cifar100", "ImageNet16-120"):
+        values[dataset] = {m: rng.uniform(0.5, 20.0, len(arch_strings)) for m in metrics}
+        table = {m: [float(v) for v in values[dataset][m]] for m in metrics}
+        table["config"] = [{"name": "infer.tiny", "C": 16, "N": 5, "arch_str": s, "num_classes": 10}
+                           for s in arch_strings]  # fmt: skip
+        data["nasbench201"][dataset] = table
+    with open(path, "wb") as f:
+        pickle.dump(data, f)
+    return values

@@ -38,6 +38,7 @@ PLUGIN_MODULES = (
     "hwnas_pl.evaluators.lut",
     "hwnas_pl.evaluators.nasbench201",
     "hwnas_pl.evaluators.proxies",
+    "hwnas_pl.evaluators.hw_nas_bench",
     "hwnas_pl.surrogates.feature_predictor",
     "hwnas_pl.surrogates.analog",
     "hwnas_pl.surrogates.pareto_score",

@@ -26,11 +26,20 @@ def _digits():
     return {"datamodule": DigitsDataModule(), "num_classes": 10, "input_shape": (1, 8, 8)}
 
 
+def _hw_nas_bench(tmp_path):
+    from datasets import write_hw_nas_bench
+
+    archs = SPACE.sample(3, np.random.default_rng(0))
+    write_hw_nas_bench(tmp_path / "hw.pickle", [SPACE.to_string(a) for a in archs])
+    return {"path": str(tmp_path / "hw.pickle")}
+
+
 KWARGS = {
     "lut": lambda tmp: {"path": None, "input_shape": (3, 16, 16), "repeats": 2, "warmup": 0, "threads": 1},
     "measured": lambda tmp: {"input_shape": (3, 16, 16), "repeats": 2, "warmup": 0, "threads": 1},
     "table": _table,
     "analog_surrogate": lambda tmp: {"train_data": "nasbench201", "n_train": 60, "rounds": 5},
+    "hw_nas_bench": _hw_nas_bench,
     "zero_cost": lambda tmp: {**_digits(), "batch_size": 8},
     "rmi_proxy": lambda tmp: {
         **_digits(),
@@ -62,4 +71,4 @@ def test_cost_model_conformance(name, tmp_path):
 
 def test_every_plugin_registers():
     assert {"analytic", "table", "lut", "measured", "predictor", "nasbench201_table", "nasbench201_analog",
-            "analog_surrogate", "zero_cost", "rmi_proxy"} <= set(list_cost_models())  # fmt: skip
+            "analog_surrogate", "zero_cost", "rmi_proxy", "hw_nas_bench"} <= set(list_cost_models())  # fmt: skip
