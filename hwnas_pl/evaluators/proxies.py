@@ -250,7 +250,8 @@ class RMIProxyModel(OneBatchModel):
         datamodule: the data.
         reference: the reference model (see :func:`load_reference`).
         reference_network: the class a saved state dict is loaded into (``(num_classes, input_shape)`` first).
-        reference_config: an ``hwnas fit`` config that writes ``reference`` when it does not exist yet.
+        reference_config: an ``hwnas fit`` config that writes ``reference`` when it does not exist yet (train it
+            once before a ``torchrun`` search: every rank would train its own).
         reference_layers: dotted module names of the reference's stages (default: its ``stage_modules()``).
         stages: indices of the candidate's stage modules to pair, in order (default: all).
         beta: β of Eq. 3 (paper: 0.8).
