@@ -47,7 +47,8 @@ def test_build_backbone_from_dotted_path_and_factory():
     [
         (
             "no_such_net",
-            r"Unknown backbone 'no_such_net'; expected one of the package's backbones \(mlp, ppgnet, resnet_cifar, small_cnn\)",
+            r"Unknown backbone 'no_such_net'; expected one of the package's backbones "
+            r"\(mlp, ppgnet, resnet_cifar, small_cnn\)",
         ),
         ("hwnas_pl.nn.backbones.Nope", r"Backbone 'hwnas_pl.nn.backbones.Nope' could not be imported"),
     ],
