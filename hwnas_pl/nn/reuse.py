@@ -1,0 +1,285 @@
+r"""Similarity-aware computation reuse ("Treasure What You Have" §3, after Deep Reuse, Ning & Shen 2019).
+
+A convolution, a linear layer and an attention projection all compute :math:`Y = XW`. Rows of :math:`X` that are
+near-identical (neighbouring receptive fields, tokens, consecutive frames) are clustered by locality-sensitive
+hashing and the product is computed on the cluster centroids only:
+
+1. each row is split into sub-vectors of length ``input_dim`` :math:`L` (the last zero-padded), block :math:`b`;
+2. each sub-vector is projected onto ``hash_size`` :math:`H` random hyperplanes; the :math:`H` sign bits are its
+   cluster id within its block (at most :math:`2^H` clusters per block);
+3. a cluster's centroid is the mean of its sub-vectors; :math:`Y = \sum_b (C_b W_b)[\mathrm{id}_b]`, with
+   :math:`C_b` the centroids of block :math:`b` and :math:`W_b` the matching rows of :math:`W`.
+
+The compression ratio is :math:`\mathrm{CR} = 1 - \sum_b n_b / (N B)` (:math:`n_b` centroids of block :math:`b`,
+:math:`N` rows, :math:`B` blocks): the share of sub-vector products saved. Projections come from a
+``torch.Generator`` seeded by the layer's ``seed``, so every rank and every run holds the same ones. Backward is
+straight-through: gradients are those of the dense product (the paper trains "using centroids multiplication"
+in the forward pass).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hwnas_pl.errors import ConfigError
+
+
+def projections(input_dim: int, hash_size: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """``(input_dim, hash_size)`` standard-normal hyperplanes from a generator seeded by ``seed`` alone."""
+    if input_dim < 1 or not 1 <= hash_size <= 62:
+        raise ConfigError(f"LSH needs input_dim >= 1 and 1 <= hash_size <= 62, got {input_dim} and {hash_size}.")
+    return torch.randn(input_dim, hash_size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@dataclass
+class Clusters:
+    """The clusters of all blocks at once.
+
+    Centroids ``(U, L)`` sorted by block, each centroid's block ``(U,)``, each sub-vector's centroid ``(B, N)``.
+    """
+
+    centroids: torch.Tensor
+    block: torch.Tensor
+    index: torch.Tensor
+    rows: int
+
+    @property
+    def blocks(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def n_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    def per_block(self) -> list[int]:
+        """Centroids in each block."""
+        return torch.bincount(self.block, minlength=self.blocks).tolist()
+
+    @property
+    def compression_ratio(self) -> float:
+        r""":math:`1 - \sum_b n_b / (N B)`."""
+        return 1.0 - self.n_centroids / max(self.rows * self.blocks, 1)
+
+
+def _blocks(x: torch.Tensor, input_dim: int) -> torch.Tensor:
+    """``(N, D)`` -> ``(B, N, L)`` sub-vectors (zero-padded to a multiple of ``L``)."""
+    n, d = x.shape
+    b = math.ceil(d / input_dim)
+    if b * input_dim != d:
+        x = F.pad(x, (0, b * input_dim - d))
+    return x.reshape(n, b, input_dim).transpose(0, 1)
+
+
+def lsh_cluster(x: torch.Tensor, planes: torch.Tensor) -> Clusters:
+    """Cluster the rows of ``x`` ``(N, D)`` block by block with the hyperplanes ``planes`` ``(L, H)``.
+
+    All blocks in one pass: a sub-vector's key is its block index followed by its ``H`` sign bits, so one sort
+    (``torch.unique``) groups every block's clusters, contiguously and in block order.
+    """
+    input_dim, hash_size = planes.shape
+    blocks = _blocks(x, input_dim)  # (B, N, L)
+    n_blocks, n = blocks.shape[:2]
+    bits = (blocks @ planes.to(x.dtype)) > 0  # (B, N, H)
+    weights = 2 ** torch.arange(hash_size, device=x.device, dtype=torch.int64)
+    codes = (bits.to(torch.int64) * weights).sum(-1)  # (B, N)
+    block_ids = torch.arange(n_blocks, device=x.device)[:, None].expand(n_blocks, n)
+    if hash_size + n_blocks.bit_length() <= 62:  # (block, code) packed in one int64
+        unique, inverse = torch.unique((codes + block_ids * (2**hash_size)).reshape(-1), return_inverse=True)
+        block_of = unique // (2**hash_size)
+    else:
+        pairs = torch.stack([block_ids.reshape(-1), codes.reshape(-1)], dim=1)
+        unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+        block_of = unique[:, 0]
+    flat = blocks.reshape(-1, input_dim)
+    sums = torch.zeros(len(unique), input_dim, dtype=x.dtype, device=x.device).index_add_(0, inverse, flat)
+    counts = torch.bincount(inverse, minlength=len(unique)).to(x.dtype)
+    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n)
+
+
+def reuse_product(x: torch.Tensor, weight: torch.Tensor, clusters: Clusters, input_dim: int) -> torch.Tensor:
+    r""":math:`\sum_b (C_b W_b)[\mathrm{id}_b]` for ``weight`` ``(D, K)``, split in blocks like the rows of X."""
+    d, k = weight.shape
+    b = clusters.blocks
+    if b * input_dim != d:
+        weight = F.pad(weight, (0, 0, 0, b * input_dim - d))
+    w_blocks = weight.reshape(b, input_dim, k)
+    products = torch.cat([c @ w_blocks[i] for i, c in enumerate(clusters.centroids.split(clusters.per_block()))])
+    return products[clusters.index].sum(0)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the reuse product; backward: the dense product's gradients."""
+
+    @staticmethod
+    def forward(ctx, x, weight, planes, input_dim, stats):
+        clusters = lsh_cluster(x.detach(), planes)
+        stats.append(clusters)
+        ctx.save_for_backward(x, weight)
+        return reuse_product(x.detach(), weight.detach(), clusters, input_dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return grad @ weight.T, x.T @ grad, None, None, None
+
+
+def reuse_matmul(x: torch.Tensor, weight: torch.Tensor, planes: torch.Tensor, stats: list | None = None):
+    """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids, straight-through in backward; clusters in ``stats``."""
+    stats = [] if stats is None else stats
+    return _StraightThrough.apply(x, weight, planes.to(x.device), planes.shape[0], stats)
+
+
+class ReuseLayer(nn.Module):
+    """Base of the reuse layers: the wrapped dense layer, its LSH settings, the last clusters' statistics.
+
+    Args:
+        dense: the layer computed on centroids (its parameters are used, not copied).
+        input_dim: sub-vector length L.
+        hash_size: hyperplanes H.
+        seed: of the projections.
+    """
+
+    def __init__(self, dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0) -> None:
+        super().__init__()
+        self.dense = dense
+        self.input_dim, self.hash_size, self.seed = input_dim, hash_size, seed
+        self.register_buffer("planes", projections(input_dim, hash_size, seed), persistent=False)
+        self.enabled = True
+        self.last: list[Clusters] = []
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """CR of the last forward pass (all its row matrices together), ``None`` before one."""
+        if not self.last:
+            return None
+        saved = sum(c.n_centroids for c in self.last)
+        total = sum(c.rows * c.blocks for c in self.last)
+        return 1.0 - saved / max(total, 1)
+
+    def matmul(self, rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        self.last = []
+        return reuse_matmul(rows, weight, self.planes, self.last)
+
+
+class ReuseLinear(ReuseLayer):
+    """``nn.Linear`` on LSH centroids of its input rows (tokens, MLP inputs)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return self.dense(x)
+        rows = x.reshape(-1, x.shape[-1])
+        out = self.matmul(rows, self.dense.weight.T)
+        if self.dense.bias is not None:
+            out = out + self.dense.bias
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+class ReuseConv2d(ReuseLayer):
+    """``nn.Conv2d`` (groups 1) through im2col: one row per receptive field, clustered, multiplied on centroids."""
+
+    def __init__(self, dense: nn.Conv2d, input_dim: int, hash_size: int, seed: int = 0) -> None:
+        if dense.groups != 1 or dense.padding_mode != "zeros" or isinstance(dense.padding, str):
+            raise ConfigError(
+                f"ReuseConv2d needs an ungrouped convolution with numeric zero padding, got groups={dense.groups}, "
+                f"padding={dense.padding!r}, padding_mode={dense.padding_mode!r}."
+            )
+        super().__init__(dense, input_dim, hash_size, seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.dense
+        if not self.enabled:
+            return conv(x)
+        n, _, h, w = x.shape
+        cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (N, C*k*k, P)
+        rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        out = self.matmul(rows, conv.weight.reshape(conv.out_channels, -1).T)
+        if conv.bias is not None:
+            out = out + conv.bias
+        oh = (h + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
+        ow = (w + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1) - 1) // conv.stride[1] + 1
+        return out.reshape(n, oh * ow, -1).transpose(1, 2).reshape(n, -1, oh, ow)
+
+
+#: the settings a layer gets when the config does not name it
+DEFAULT_LAYER = {"input_dim": 16, "hash_size": 8}
+
+
+def dense_reason(module: nn.Module) -> str | None:
+    """Why ``module`` stays dense, or ``None`` when it is swapped for a reuse layer."""
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1:
+            return f"grouped convolution (groups={module.groups}): a row is a few channels, reuse does not pay"
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            return "padding other than numeric zero padding"
+        return None
+    if isinstance(module, nn.Linear):
+        return None
+    return "not a Conv2d or Linear layer"
+
+
+def to_reuse(
+    model: nn.Module,
+    layers: dict[str, dict[str, int]] | None = None,
+    default: dict[str, int] | None = DEFAULT_LAYER,
+    skip: tuple[str, ...] = (),
+    seed: int = 0,
+) -> tuple[nn.Module, dict[str, str]]:
+    """Swap the ``Conv2d`` (groups 1) and ``Linear`` layers of ``model`` for reuse layers, in place.
+
+    Args:
+        model: any network.
+        layers: module name -> ``{input_dim, hash_size}`` (the per-layer config ``hwnas lsh-tune`` writes).
+        default: the settings of layers ``layers`` does not name; ``None`` swaps only the named ones.
+        skip: names kept dense (e.g. the stem, the classifier).
+        seed: projections of layer ``i`` (in ``named_modules`` order) are seeded with ``seed + i``.
+
+    Returns:
+        the model and ``{name: reason}`` of the Conv2d/Linear layers left dense.
+
+    Raises:
+        ConfigError: when ``layers`` names a module that is not in the model or cannot be reused.
+    """
+    layers = dict(layers or {})
+    modules = dict(model.named_modules())
+    unknown = [n for n in layers if n not in modules]
+    if unknown:
+        raise ConfigError(f"Reuse config names '{unknown[0]}', which is not a module of the model.")
+    dense: dict[str, str] = {}
+    for i, (name, module) in enumerate(list(model.named_modules())):
+        if not isinstance(module, (nn.Conv2d, nn.Linear)) or isinstance(module, ReuseLayer):
+            continue
+        reason = dense_reason(module)
+        if name in layers and reason is not None:
+            raise ConfigError(f"Reuse config names '{name}', which cannot be reused: {reason}.")
+        settings = layers.get(name, None if name in skip else default)
+        if reason is not None or settings is None:
+            dense[name] = reason or "kept dense by the config"
+            continue
+        cls = ReuseConv2d if isinstance(module, nn.Conv2d) else ReuseLinear
+        _set_module(model, name, cls(module, int(settings["input_dim"]), int(settings["hash_size"]), seed + i))
+    return model, dense
+
+
+def from_reuse(model: nn.Module) -> nn.Module:
+    """The dense model back: every reuse layer replaced by the layer it wraps (the same parameters)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ReuseLayer):
+            _set_module(model, name, module.dense)
+    return model
+
+
+def set_reuse(model: nn.Module, enabled: bool) -> None:
+    """Turn every reuse layer on or off (off: the wrapped layer's exact output)."""
+    for module in model.modules():
+        if isinstance(module, ReuseLayer):
+            module.enabled = enabled
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
