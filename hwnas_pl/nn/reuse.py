@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import Metric
 
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.nn.transforms import ModelTransform
 
 
 def projections(input_dim: int, hash_size: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -47,6 +49,7 @@ class Clusters:
     block: torch.Tensor
     index: torch.Tensor
     rows: int
+    keys: torch.Tensor | None = None  # (U,) sorted (block, code) packed in int64, when it fits
 
     @property
     def blocks(self) -> int:
@@ -88,9 +91,10 @@ def lsh_cluster(x: torch.Tensor, planes: torch.Tensor) -> Clusters:
     weights = 2 ** torch.arange(hash_size, device=x.device, dtype=torch.int64)
     codes = (bits.to(torch.int64) * weights).sum(-1)  # (B, N)
     block_ids = torch.arange(n_blocks, device=x.device)[:, None].expand(n_blocks, n)
+    keys = None
     if hash_size + n_blocks.bit_length() <= 62:  # (block, code) packed in one int64
         unique, inverse = torch.unique((codes + block_ids * (2**hash_size)).reshape(-1), return_inverse=True)
-        block_of = unique // (2**hash_size)
+        block_of, keys = unique // (2**hash_size), unique
     else:
         pairs = torch.stack([block_ids.reshape(-1), codes.reshape(-1)], dim=1)
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
@@ -98,17 +102,48 @@ def lsh_cluster(x: torch.Tensor, planes: torch.Tensor) -> Clusters:
     flat = blocks.reshape(-1, input_dim)
     sums = torch.zeros(len(unique), input_dim, dtype=x.dtype, device=x.device).index_add_(0, inverse, flat)
     counts = torch.bincount(inverse, minlength=len(unique)).to(x.dtype)
-    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n)
+    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n, keys)
 
 
-def reuse_product(x: torch.Tensor, weight: torch.Tensor, clusters: Clusters, input_dim: int) -> torch.Tensor:
-    r""":math:`\sum_b (C_b W_b)[\mathrm{id}_b]` for ``weight`` ``(D, K)``, split in blocks like the rows of X."""
+def _weight_blocks(weight: torch.Tensor, blocks: int, input_dim: int) -> torch.Tensor:
     d, k = weight.shape
-    b = clusters.blocks
-    if b * input_dim != d:
-        weight = F.pad(weight, (0, 0, 0, b * input_dim - d))
-    w_blocks = weight.reshape(b, input_dim, k)
-    products = torch.cat([c @ w_blocks[i] for i, c in enumerate(clusters.centroids.split(clusters.per_block()))])
+    if blocks * input_dim != d:
+        weight = F.pad(weight, (0, 0, 0, blocks * input_dim - d))
+    return weight.reshape(blocks, input_dim, k)
+
+
+def _centroid_products(centroids: torch.Tensor, block: torch.Tensor, w_blocks: torch.Tensor) -> torch.Tensor:
+    """``C_u W_{b(u)}`` for centroids sorted by block, one GEMM per block."""
+    counts = torch.bincount(block, minlength=w_blocks.shape[0]).tolist()
+    parts = [c @ w_blocks[i] for i, c in enumerate(centroids.split(counts)) if len(c)]
+    return torch.cat(parts) if parts else centroids.new_zeros(0, w_blocks.shape[2])
+
+
+def reuse_product(
+    x: torch.Tensor, weight: torch.Tensor, clusters: Clusters, input_dim: int, cache: dict | None = None
+) -> torch.Tensor:
+    r""":math:`\sum_b (C_b W_b)[\mathrm{id}_b]` for ``weight`` ``(D, K)``, split in blocks like the rows of X.
+
+    With ``cache`` (inter-frame reuse): clusters whose key the previous frame also had take that frame's product;
+    only the new ones are multiplied. ``cache`` is updated to this frame's keys and products, and
+    ``cache["new"]`` counts the clusters computed.
+    """
+    w_blocks = _weight_blocks(weight, clusters.blocks, input_dim)
+    if cache is None:
+        products = _centroid_products(clusters.centroids, clusters.block, w_blocks)
+    else:
+        if clusters.keys is None:
+            raise ConfigError("Inter-frame reuse needs hash_size + log2(blocks) <= 62 (packed cluster keys).")
+        products = clusters.centroids.new_empty(clusters.n_centroids, w_blocks.shape[2])
+        hit = torch.zeros(clusters.n_centroids, dtype=torch.bool, device=x.device)
+        old_keys = cache.get("keys")
+        if old_keys is not None and len(old_keys) and cache["products"].shape[1] == w_blocks.shape[2]:
+            pos = torch.searchsorted(old_keys, clusters.keys).clamp(max=len(old_keys) - 1)
+            hit = old_keys[pos] == clusters.keys
+            products[hit] = cache["products"][pos[hit]]
+        new = ~hit
+        products[new] = _centroid_products(clusters.centroids[new], clusters.block[new], w_blocks)
+        cache.update(keys=clusters.keys, products=products, new=int(new.sum()))
     return products[clusters.index].sum(0)
 
 
@@ -116,22 +151,27 @@ class _StraightThrough(torch.autograd.Function):
     """Forward: the reuse product; backward: the dense product's gradients."""
 
     @staticmethod
-    def forward(ctx, x, weight, planes, input_dim, stats):
+    def forward(ctx, x, weight, planes, input_dim, stats, cache):
         clusters = lsh_cluster(x.detach(), planes)
         stats.append(clusters)
         ctx.save_for_backward(x, weight)
-        return reuse_product(x.detach(), weight.detach(), clusters, input_dim)
+        return reuse_product(x.detach(), weight.detach(), clusters, input_dim, cache)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        return grad @ weight.T, x.T @ grad, None, None, None
+        return grad @ weight.T, x.T @ grad, None, None, None, None
 
 
-def reuse_matmul(x: torch.Tensor, weight: torch.Tensor, planes: torch.Tensor, stats: list | None = None):
-    """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids, straight-through in backward; clusters in ``stats``."""
+def reuse_matmul(
+    x: torch.Tensor, weight: torch.Tensor, planes: torch.Tensor, stats: list | None = None, cache: dict | None = None
+):
+    """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids, straight-through in backward.
+
+    The clusters are appended to ``stats``; ``cache`` turns on inter-frame reuse (see :func:`reuse_product`).
+    """
     stats = [] if stats is None else stats
-    return _StraightThrough.apply(x, weight, planes.to(x.device), planes.shape[0], stats)
+    return _StraightThrough.apply(x, weight, planes.to(x.device), planes.shape[0], stats, cache)
 
 
 class ReuseLayer(nn.Module):
@@ -142,15 +182,30 @@ class ReuseLayer(nn.Module):
         input_dim: sub-vector length L.
         hash_size: hyperplanes H.
         seed: of the projections.
+        frames: ``"intra"`` (clusters within each forward pass) or ``"both"`` (also across passes: each forward is
+            the next frame of a clip; clusters the previous frame had reuse its products; :meth:`reset` at a clip
+            boundary; the memory held is one frame's centroid products).
     """
 
-    def __init__(self, dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0) -> None:
+    def __init__(self, dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra"):
         super().__init__()
+        if frames not in ("intra", "both"):
+            raise ConfigError(f"Reuse frames must be 'intra' or 'both', got '{frames}'.")
         self.dense = dense
-        self.input_dim, self.hash_size, self.seed = input_dim, hash_size, seed
+        self.input_dim, self.hash_size, self.seed, self.frames = input_dim, hash_size, seed, frames
         self.register_buffer("planes", projections(input_dim, hash_size, seed), persistent=False)
         self.enabled = True
         self.last: list[Clusters] = []
+        self.cache: dict = {}
+
+    def reset(self) -> None:
+        """Forget the previous frame (a clip boundary)."""
+        self.cache = {}
+
+    @property
+    def new_clusters(self) -> int | None:
+        """Clusters multiplied in the last frame (inter-frame mode), ``None`` otherwise."""
+        return self.cache.get("new") if self.frames == "both" else None
 
     @property
     def compression_ratio(self) -> float | None:
@@ -163,7 +218,7 @@ class ReuseLayer(nn.Module):
 
     def matmul(self, rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         self.last = []
-        return reuse_matmul(rows, weight, self.planes, self.last)
+        return reuse_matmul(rows, weight, self.planes, self.last, self.cache if self.frames == "both" else None)
 
 
 class ReuseLinear(ReuseLayer):
@@ -182,13 +237,13 @@ class ReuseLinear(ReuseLayer):
 class ReuseConv2d(ReuseLayer):
     """``nn.Conv2d`` (groups 1) through im2col: one row per receptive field, clustered, multiplied on centroids."""
 
-    def __init__(self, dense: nn.Conv2d, input_dim: int, hash_size: int, seed: int = 0) -> None:
+    def __init__(self, dense: nn.Conv2d, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra"):
         if dense.groups != 1 or dense.padding_mode != "zeros" or isinstance(dense.padding, str):
             raise ConfigError(
                 f"ReuseConv2d needs an ungrouped convolution with numeric zero padding, got groups={dense.groups}, "
                 f"padding={dense.padding!r}, padding_mode={dense.padding_mode!r}."
             )
-        super().__init__(dense, input_dim, hash_size, seed)
+        super().__init__(dense, input_dim, hash_size, seed, frames)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
@@ -228,6 +283,7 @@ def to_reuse(
     default: dict[str, int] | None = DEFAULT_LAYER,
     skip: tuple[str, ...] = (),
     seed: int = 0,
+    frames: str = "intra",
 ) -> tuple[nn.Module, dict[str, str]]:
     """Swap the ``Conv2d`` (groups 1) and ``Linear`` layers of ``model`` for reuse layers, in place.
 
@@ -237,6 +293,7 @@ def to_reuse(
         default: the settings of layers ``layers`` does not name; ``None`` swaps only the named ones.
         skip: names kept dense (e.g. the stem, the classifier).
         seed: projections of layer ``i`` (in ``named_modules`` order) are seeded with ``seed + i``.
+        frames: ``"intra"`` or ``"both"`` (inter-frame reuse too; see :class:`ReuseLayer`).
 
     Returns:
         the model and ``{name: reason}`` of the Conv2d/Linear layers left dense.
@@ -261,7 +318,8 @@ def to_reuse(
             dense[name] = reason or "kept dense by the config"
             continue
         cls = ReuseConv2d if isinstance(module, nn.Conv2d) else ReuseLinear
-        _set_module(model, name, cls(module, int(settings["input_dim"]), int(settings["hash_size"]), seed + i))
+        layer = cls(module, int(settings["input_dim"]), int(settings["hash_size"]), seed + i, frames)
+        _set_module(model, name, layer)
     return model, dense
 
 
@@ -280,6 +338,73 @@ def set_reuse(model: nn.Module, enabled: bool) -> None:
             module.enabled = enabled
 
 
+def reset_reuse(model: nn.Module) -> None:
+    """Start a new clip: every reuse layer forgets the previous frame."""
+    for module in model.modules():
+        if isinstance(module, ReuseLayer):
+            module.reset()
+
+
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+class CompressionRatio(Metric):
+    r"""Network compression ratio and share of MACs saved by the reuse layers, over the forward passes seen.
+
+    ``update(model)`` after each forward pass reads every reuse layer's last clusters:
+    :math:`\mathrm{CR} = 1 - \sum \text{centroids} / \sum \text{sub-vectors}` and MACs saved
+    :math:`= \sum (\text{sub-vectors} - \text{centroids})\,L\,K` over the dense MACs
+    :math:`\sum \text{sub-vectors}\,L\,K` of those layers (:math:`K` output features). Sums reduce over DDP.
+    """
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name in ("centroids", "subvectors", "macs_saved", "macs"):
+            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, model: nn.Module) -> None:
+        for layer in model.modules():
+            if not isinstance(layer, ReuseLayer) or not layer.last:
+                continue
+            out = layer.dense.out_channels if isinstance(layer.dense, nn.Conv2d) else layer.dense.out_features
+            for clusters in layer.last:
+                sub = clusters.rows * clusters.blocks
+                self.centroids += clusters.n_centroids
+                self.subvectors += sub
+                self.macs_saved += (sub - clusters.n_centroids) * layer.input_dim * out
+                self.macs += sub * layer.input_dim * out
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {
+            "compression_ratio": 1.0 - self.centroids / self.subvectors.clamp_min(1.0),
+            "macs_saved": self.macs_saved,
+            "macs_saved_fraction": self.macs_saved / self.macs.clamp_min(1.0),
+        }
+
+
+class ReuseTransform(ModelTransform):
+    """``transforms: [ReuseTransform]`` in a module's config: :func:`to_reuse` on the built network.
+
+    Args: as :func:`to_reuse` (``layers``, ``default``, ``skip``, ``seed``, ``frames``).
+    """
+
+    def __init__(
+        self,
+        layers: dict[str, dict[str, int]] | None = None,
+        default: dict[str, int] | None = None,
+        skip: tuple[str, ...] = (),
+        seed: int = 0,
+        frames: str = "intra",
+    ) -> None:
+        self.layers, self.default = layers, dict(DEFAULT_LAYER) if default is None else default
+        self.skip, self.seed, self.frames = tuple(skip), seed, frames
+        self.dense_layers: dict[str, str] = {}
+
+    def apply(self, net: nn.Module) -> nn.Module:
+        net, self.dense_layers = to_reuse(net, self.layers, self.default, self.skip, self.seed, self.frames)
+        return net

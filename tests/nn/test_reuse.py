@@ -111,3 +111,50 @@ def test_config_errors_are_one_sentence():
         to_reuse(net, {"0": {"input_dim": 4, "hash_size": 4}})
     with pytest.raises(ConfigError, match="1 <= hash_size <= 62"):
         projections(4, 0)
+
+
+def test_inter_frame_reuse_on_identical_frames_computes_no_new_cluster():
+    from hwnas_pl.nn.reuse import reset_reuse
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    frame = torch.randn(1, 3, 10, 10)
+    intra = ReuseConv2d(conv, 9, 5)
+    both = ReuseConv2d(conv, 9, 5, frames="both")
+    first = both(frame)
+    assert both.new_clusters == sum(c.n_centroids for c in both.last)  # the first frame computes every cluster
+    second = both(frame)
+    assert both.new_clusters == 0 and torch.equal(second, intra(frame)) and torch.equal(first, second)
+    shifted = frame.roll(1, dims=3)  # a new frame: only the clusters it does not share are computed
+    both(shifted)
+    assert 0 < both.new_clusters < sum(c.n_centroids for c in both.last)
+    net = nn.Sequential(both)
+    reset_reuse(net)
+    net(frame)
+    assert both.new_clusters == sum(c.n_centroids for c in both.last)  # a clip boundary forgets the last frame
+    with pytest.raises(ConfigError, match="frames must be 'intra' or 'both'"):
+        ReuseLinear(nn.Linear(2, 2), 2, 2, frames="inter")
+
+
+def test_compression_ratio_metric_by_hand():
+    from hwnas_pl.nn.reuse import CompressionRatio
+
+    layer = ReuseLinear(nn.Linear(4, 3), input_dim=2, hash_size=4)
+    net = nn.Sequential(layer)
+    metric = CompressionRatio()
+    net(torch.tensor([[1.0, -2.0, 0.5, 3.0]]).repeat(4, 1))  # 4 identical rows, 2 blocks: 2 centroids of 8
+    metric.update(net)
+    out = metric.compute()
+    assert float(out["compression_ratio"]) == pytest.approx(0.75)
+    assert float(out["macs_saved"]) == (8 - 2) * 2 * 3 and float(out["macs_saved_fraction"]) == pytest.approx(0.75)
+
+
+def test_reuse_transform_in_a_module():
+    from hwnas_pl.modules import ClassifierModule
+    from hwnas_pl.nn.reuse import ReuseTransform
+
+    transform = ReuseTransform(default={"input_dim": 9, "hash_size": 6}, skip=("classifier",))
+    module = ClassifierModule("small_cnn", 10, (1, 8, 8), transforms=[transform])
+    swapped = [n for n, m in module.net.named_modules() if isinstance(m, ReuseConv2d)]
+    assert len(swapped) == 4 and transform.dense_layers == {"classifier": "kept dense by the config"}
+    assert module(torch.randn(2, 1, 8, 8)).shape == (2, 10)
