@@ -233,3 +233,20 @@ def write_hw_nas_bench(path: str | Path, arch_strings: list[str], seed: int = 0)
     with open(path, "wb") as f:
         pickle.dump(data, f)
     return values
+
+
+def write_video(path: str | Path, frames: int, height: int = 32, width: int = 48, fps: int = 10) -> Path:
+    """An mp4 (MPEG-4 part 2) of ``frames`` frames; frame ``t`` is filled with grey level ``20 + 40 * t`` (mod 256)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(frames):
+            image = np.full((height, width, 3), (20 + 40 * t) % 256, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

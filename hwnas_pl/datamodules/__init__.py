@@ -11,6 +11,7 @@ from hwnas_pl.datamodules.layout import DatasetLayoutError
 from hwnas_pl.datamodules.mnist import FashionMNISTDataModule, MNISTDataModule
 from hwnas_pl.datamodules.msd import MSDDataModule
 from hwnas_pl.datamodules.troika import TROIKADataModule
+from hwnas_pl.datamodules.video import VideoDataModule
 
 __all__ = [
     "ApolloScapeDataModule",
@@ -25,4 +26,5 @@ __all__ = [
     "MNISTDataModule",
     "MSDDataModule",
     "TROIKADataModule",
+    "VideoDataModule",
 ]
