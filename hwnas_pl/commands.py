@@ -10,6 +10,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -96,8 +97,8 @@ def search_main(args: list[str]) -> None:
 
 
 def bench_main(args: list[str]) -> None:
-    """``hwnas bench lut``: measure a per-op latency lookup table for a space on this machine's device."""
-    parser = CommandParser(prog="hwnas bench", description="Hardware measurements for a search space.")
+    """``hwnas bench lut|reuse``: a per-op latency table for a space; computation reuse measured on a video."""
+    parser = CommandParser(prog="hwnas bench", description="Hardware measurements.")
     sub = parser.add_subcommands(required=True, dest="what")
     from hwnas_pl.evaluators.lut import LatencyLUT
 
@@ -109,9 +110,43 @@ def bench_main(args: list[str]) -> None:
     # the measurement settings are LatencyLUT's own arguments (device, batch_size, threads, warmup, repeats, ...)
     lut.add_class_arguments(LatencyLUT, as_group=False, skip={"space", "path", "strict"})
     sub.add_subcommand("lut", lut, help="Build a per-op latency lookup table.")
-    cfg = parser.parse_args(args).lut
+    reuse = CommandParser(description="Dense vs LSH-reuse inference on a video's frames (batch 1); one JSON object.")
+    reuse.add_argument("--video", type=str, required=True, help="A video file (mp4, avi, ...).")
+    reuse.add_argument("--model", type=str, default="resnet18", help="A timm model name (random weights).")
+    reuse.add_argument("--height", type=int, default=224)
+    reuse.add_argument("--width", type=int, default=224)
+    reuse.add_argument("--threads", type=int, default=1)
+    reuse.add_argument("--frames", type=int, default=32, help="Frames timed (after --warmup more).")
+    reuse.add_argument("--warmup", type=int, default=3)
+    reuse.add_argument("--config", type=str, default=None,
+                       help="YAML of the reuse layers: {layers: {name: {input_dim, hash_size}}, default: {...}, "
+                            "skip: [names]} (hwnas lsh-tune writes one).")  # fmt: skip
+    sub.add_subcommand("reuse", reuse, help="Measure computation reuse on a video.")
+    parsed = parser.parse_args(args)
     import json
 
+    if parsed.what == "reuse":
+        cfg = parsed.reuse
+        settings: dict = {}
+        if cfg.config:
+            import yaml
+
+            path = Path(cfg.config)
+            if not path.is_file():
+                raise UserInputError(f"Reuse config '{path}' does not exist; expected a YAML file.")
+            settings = yaml.safe_load(path.read_text()) or {}
+            unknown = [k for k in settings if k not in ("layers", "default", "skip")]
+            if unknown:
+                raise ConfigError(f"Reuse config key '{unknown[0]}' is unknown; expected layers, default, skip.")
+        from hwnas_pl.nn.reuse_timing import benchmark_reuse
+
+        result = benchmark_reuse(
+            cfg.video, cfg.model, cfg.height, cfg.width, cfg.threads, settings.get("layers"),
+            settings.get("default"), tuple(settings.get("skip", ())), cfg.frames, cfg.warmup,
+        )  # fmt: skip
+        print(json.dumps(result))
+        return
+    cfg = parsed.lut
     import numpy as np
 
     from hwnas_pl.spaces import create_search_space

@@ -1,0 +1,191 @@
+r"""Measure computation reuse on real video frames: ``hwnas bench reuse`` (Treasure What You Have, Table 2).
+
+:func:`benchmark_reuse` runs a network on the frames of a video, batch 1, at a fixed thread count, dense and with
+reuse layers (:func:`~hwnas_pl.nn.reuse.to_reuse`), interleaved frame by frame after warm-up, and reports the
+median milliseconds per frame of each, the speedup, the network compression ratio and MACs saved
+(:class:`~hwnas_pl.nn.reuse.CompressionRatio`), the output NMSE :math:`\lVert y-\hat y\rVert^2/\lVert y\rVert^2`
+against the dense output, and per layer: dense and reuse milliseconds (median), CR and the layer's own NMSE on the
+dense network's input to it. Hashing, sorting, gathers and scatters are inside the reuse layer's timed region; the
+dense baseline is torch's own layer. A timm model is built with random weights and its BatchNorm statistics are
+recomputed on the video's frames (no download), so activations have realistic statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas_pl.nn.reuse import CompressionRatio, ReuseLayer, set_reuse, to_reuse
+
+
+def calibrate_batchnorm(model: nn.Module, frames: torch.Tensor) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over ``frames`` (train-mode passes)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(frames), 8):
+            model(frames[i : i + 8])
+    model.eval()
+
+
+class _LayerTimer:
+    """Forward pre/post hooks timing each layer of ``layers`` (milliseconds per call)."""
+
+    def __init__(self, layers: Mapping[str, nn.Module]) -> None:
+        self.times: dict[str, list[float]] = {n: [] for n in layers}
+        self._start: dict[str, float] = {}
+        self.handles = []
+        for name, layer in layers.items():
+            self.handles.append(layer.register_forward_pre_hook(self._pre(name)))
+            self.handles.append(layer.register_forward_hook(self._post(name)))
+
+    def _pre(self, name):
+        def hook(module, inputs):
+            self._start[name] = time.perf_counter()
+
+        return hook
+
+    def _post(self, name):
+        def hook(module, inputs, output):
+            self.times[name].append(1000 * (time.perf_counter() - self._start[name]))
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _nmse(y: torch.Tensor, y_hat: torch.Tensor) -> float:
+    return float(((y - y_hat) ** 2).sum() / (y**2).sum().clamp_min(1e-30))
+
+
+def benchmark_reuse(
+    video: str | Path,
+    model: str | nn.Module = "resnet18",
+    height: int = 224,
+    width: int = 224,
+    threads: int = 1,
+    layers: dict[str, dict[str, int]] | None = None,
+    default: dict[str, int] | None = None,
+    skip: tuple[str, ...] = (),
+    frames: int = 32,
+    warmup: int = 3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The measurement of the module docstring, as one JSON-ready dict.
+
+    Args:
+        video: the video file.
+        model: a timm model name (random weights, BatchNorm calibrated on the frames) or a network.
+        height: frame height after resizing.
+        width: frame width after resizing.
+        threads: torch CPU threads for both.
+        layers: per-layer reuse settings (:func:`~hwnas_pl.nn.reuse.to_reuse`).
+        default: settings of the layers ``layers`` does not name.
+        skip: layers kept dense.
+        frames: frames timed (the first ones after ``warmup``).
+        warmup: frames run before timing.
+        seed: of the model's weights and of the projections.
+    """
+    from hwnas_pl.datamodules.video import read_video
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        clip = read_video(video, resize=(height, width), max_frames=frames + warmup).float() / 255.0
+        clip = (clip - clip.mean(dim=(0, 2, 3), keepdim=True)) / clip.std(dim=(0, 2, 3), keepdim=True)
+        if isinstance(model, str):
+            import timm
+
+            torch.manual_seed(seed)
+            net = timm.create_model(model, pretrained=False)
+            name = model
+        else:
+            net, name = model, type(model).__name__
+        calibrate_batchnorm(net, clip)
+        net.eval()
+        dense_layers = {n: m for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+        inputs: dict[str, torch.Tensor] = {}
+        net, kept = to_reuse(net, layers, default if default is not None else {"input_dim": 16, "hash_size": 8},
+                             skip, seed)  # fmt: skip
+        reuse_layers = {n: m for n, m in net.named_modules() if isinstance(m, ReuseLayer)}
+        timer = _LayerTimer({n: reuse_layers.get(n, m) for n, m in dense_layers.items()})
+        metric = CompressionRatio()
+        dense_ms, reuse_ms, nmse = [], [], []
+        layer_ms: dict[str, dict[str, list[float]]] = {n: {"dense": [], "reuse": []} for n in dense_layers}
+        layer_nmse: dict[str, list[float]] = {n: [] for n in reuse_layers}
+        capture = {n: m.register_forward_pre_hook(lambda mod, i, n=n: inputs.__setitem__(n, i[0]))
+                   for n, m in reuse_layers.items()}  # fmt: skip
+        with torch.no_grad():
+            for t in range(len(clip)):
+                x = clip[t : t + 1]
+                set_reuse(net, False)
+                for v in timer.times.values():
+                    v.clear()
+                t0 = time.perf_counter()
+                y = net(x)
+                dense_time = 1000 * (time.perf_counter() - t0)
+                dense_layer_times = {n: list(v) for n, v in timer.times.items()}
+                captured = {n: inputs[n] for n in reuse_layers}
+                set_reuse(net, True)
+                for v in timer.times.values():
+                    v.clear()
+                t0 = time.perf_counter()
+                y_hat = net(x)
+                reuse_time = 1000 * (time.perf_counter() - t0)
+                if t < warmup:
+                    continue
+                dense_ms.append(dense_time)
+                reuse_ms.append(reuse_time)
+                nmse.append(_nmse(y, y_hat))
+                metric.update(net)
+                for n in dense_layers:
+                    layer_ms[n]["dense"] += dense_layer_times[n]
+                    layer_ms[n]["reuse"] += timer.times[n]
+                for n, layer in reuse_layers.items():  # the layer alone, on the dense network's input to it
+                    layer.enabled = False
+                    exact = layer(captured[n])
+                    layer.enabled = True
+                    layer_nmse[n].append(_nmse(exact, layer(captured[n])))
+        timer.remove()
+        for h in capture.values():
+            h.remove()
+        totals = metric.compute()
+        rows = []
+        for n in dense_layers:
+            d, r = float(np.median(layer_ms[n]["dense"])), float(np.median(layer_ms[n]["reuse"]))
+            row = {"layer": n, "dense_ms": d, "reuse_ms": r, "speedup": d / r if r > 0 else None}
+            if n in reuse_layers:
+                row.update(cr=reuse_layers[n].compression_ratio, nmse=float(np.mean(layer_nmse[n])),
+                           input_dim=reuse_layers[n].input_dim, hash_size=reuse_layers[n].hash_size)  # fmt: skip
+            else:
+                row["dense_because"] = kept[n]
+            rows.append(row)
+        dense_med, reuse_med = float(np.median(dense_ms)), float(np.median(reuse_ms))
+        return {
+            "video": str(video),
+            "model": name,
+            "frames": len(dense_ms),
+            "input": [3, height, width],
+            "threads": threads,
+            "dense_ms_per_frame": dense_med,
+            "reuse_ms_per_frame": reuse_med,
+            "speedup": dense_med / reuse_med,
+            "compression_ratio": float(totals["compression_ratio"]),
+            "macs_saved": float(totals["macs_saved"]),
+            "macs_saved_fraction": float(totals["macs_saved_fraction"]),
+            "output_nmse": float(np.mean(nmse)),
+            "layers": rows,
+        }
+    finally:
+        torch.set_num_threads(before)
