@@ -158,3 +158,12 @@ def test_reuse_transform_in_a_module():
     swapped = [n for n, m in module.net.named_modules() if isinstance(m, ReuseConv2d)]
     assert len(swapped) == 4 and transform.dense_layers == {"classifier": "kept dense by the config"}
     assert module(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("hash_size", [1, 8, 24, 30, 52, 60])
+def test_bit_packing_is_exact_at_every_hash_size(hash_size):
+    from hwnas_pl.nn.reuse import _pack_bits
+
+    bits = torch.rand(3, 50, hash_size, generator=torch.Generator().manual_seed(hash_size)) > 0.5
+    expected = [sum(int(b) << k for k, b in enumerate(row)) for row in bits.reshape(-1, hash_size).tolist()]
+    assert _pack_bits(bits).reshape(-1).tolist() == expected
