@@ -11,7 +11,6 @@ training split). A sample is ``(views, objectives)``: the encoder's tensors and 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 from hwnas_pl.datamodules.base import HWNASDataModule
 from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.evaluators.base import CostModel, CostModelFactory
+from hwnas_pl.evaluators.tables import TableCostModel
 from hwnas_pl.nn.architecture_encoders import encode_architectures
 from hwnas_pl.spaces.base import SearchSpace
 
@@ -90,22 +90,17 @@ class ArchitectureDataModule(HWNASDataModule):
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         self.stats: dict[str, Any] | None = None
         self.archs: list[Any] = []
-
-    def device_columns(self, device: str) -> tuple[list[int], list[str]]:
-        """Columns of :attr:`metrics` and directions of ``device``'s objectives."""
-        objectives = self.devices[device]
-        return [self.metrics.index(m) for m in objectives], list(objectives.values())
+        self._table_model: TableCostModel | None = None
 
     def sample(self) -> list[Any]:
         """``n_train + n_val`` distinct architectures (the table's rows when the space is the table's)."""
         n = self.n_train + self.n_val
         rng = np.random.default_rng(self.seed)
         if self.table is not None:
-            rows = self._table_rows()
+            rows = self.table_model().archs
             if len(rows) < n:
                 raise UserInputError(f"Table '{self.table}' has {len(rows)} architectures; {n} were asked for.")
-            order = rng.permutation(len(rows))[:n]
-            return [self.space.validate(list(rows)[i]) for i in order]
+            return [rows[i] for i in rng.permutation(len(rows))[:n]]
         archs: list[Any] = []
         for _ in range(100):
             archs = list(dict.fromkeys(archs + self.space.sample(n - len(archs), rng, self.sampling)))
@@ -113,26 +108,17 @@ class ArchitectureDataModule(HWNASDataModule):
                 return archs[:n]
         raise ConfigError(f"The {self.space.name} space gave only {len(archs)} distinct architectures of {n}.")
 
-    def _table_rows(self) -> dict[Any, dict[str, float]]:
-        if not self.table.is_file():  # type: ignore[union-attr]
-            raise UserInputError(
-                f"Objective table '{self.table}' does not exist; expected a CSV with an 'arch' column."
-            )
-        with self.table.open(newline="") as f:  # type: ignore[union-attr]
-            rows = list(csv.DictReader(f))
-        missing = [m for m in self.metrics if rows and m not in rows[0]]
-        if not rows or "arch" not in rows[0] or missing:
-            raise UserInputError(f"Objective table '{self.table}' needs columns arch, {', '.join(self.metrics)}; "
-                                 f"it has {', '.join(rows[0]) if rows else 'no rows'}.")  # fmt: skip
-        return {self.space.validate(r["arch"]): {m: float(r[m]) for m in self.metrics} for r in rows}
+    def table_model(self) -> TableCostModel:
+        """The ``table`` as a cost model of :attr:`metrics` (read once; its errors name the file and column)."""
+        if self._table_model is None:
+            directions = {m: d for obj in self.devices.values() for m, d in obj.items()}
+            self._table_model = TableCostModel(self.space, self.table, {m: directions[m] for m in self.metrics})
+        return self._table_model
 
     def measure(self, archs: list[Any]) -> np.ndarray:
         """``(len(archs), len(metrics))`` objectives."""
-        if self.table is not None:
-            rows = self._table_rows()
-            return np.array([[rows[a][m] for m in self.metrics] for a in archs], dtype=float)
         values: dict[str, np.ndarray] = {}
-        for evaluator in self.evaluators:
+        for evaluator in [self.table_model()] if self.table is not None else self.evaluators:
             values.update(evaluator.evaluate(archs))
         missing = [m for m in self.metrics if m not in values]
         if missing:

@@ -175,8 +175,11 @@ class TableProtocolModel(CostModel):
         return self.trained[arch]
 
     def _evaluate(self, archs: list[Any], out: dict[str, Any]) -> None:
-        known = self.table._values if self.lookup else {}
-        rows = [known[a] if a in known else self.measure(a) for a in archs]
+        known = set(self.table.archs) if self.lookup else set()
+        listed = [a for a in archs if a in known]
+        values = self.table.evaluate(listed) if listed else {}
+        row_of = {a: {m: float(values[m][i]) for m in self.directions} for i, a in enumerate(listed)}
+        rows = [row_of[a] if a in row_of else self.measure(a) for a in archs]
         for metric in self.directions:
             out[metric] = [row[metric] for row in rows]
 

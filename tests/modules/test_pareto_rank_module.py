@@ -103,3 +103,20 @@ def test_cli_fit_then_search_with_the_surrogate(tmp_path, capsys, monkeypatch):
     assert len(verified) == 8 and "  verified pick: " in out
     assert all(row["baseline_acc"] == table.evaluate([row["arch"]])["baseline_acc"][0] for row in verified)
     assert any(row["on_true_front"] for row in verified)
+
+
+def test_objectives_can_come_from_a_csv(tmp_path):
+    archs = SPACE.sample(30, np.random.default_rng(0))
+    values = AnalyticCostModel(SPACE).evaluate(archs)
+    lines = [f"{SPACE.to_string(a)},{p},{f}" for a, p, f in zip(archs, values["params"], values["flops"])]
+    (tmp_path / "t.csv").write_text("arch,params,flops\n" + "\n".join(lines))
+    dm = ArchitectureDataModule(SPACE, {"d": {"params": "min", "flops": "min"}}, table=tmp_path / "t.csv",
+                                n_train=20, n_val=5)  # fmt: skip
+    dm.setup("fit")
+    assert len(set(dm.archs)) == 25 and set(dm.archs) <= set(archs)
+    for k in (0, 24):
+        i = archs.index(dm.archs[k])
+        row = dm.data_train[k][1] if k < 20 else dm.data_val[k - 20][1]
+        assert row.tolist() == pytest.approx([values["params"][i], values["flops"][i]])
+    with pytest.raises(Exception, match="has no column 'energy'"):
+        ArchitectureDataModule(SPACE, {"d": {"energy": "min"}}, table=tmp_path / "t.csv", n_train=20).setup("fit")
