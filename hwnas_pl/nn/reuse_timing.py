@@ -126,23 +126,22 @@ def benchmark_reuse(
         layer_nmse: dict[str, list[float]] = {n: [] for n in reuse_layers}
         capture = {n: m.register_forward_pre_hook(lambda mod, i, n=n: inputs.__setitem__(n, i[0]))
                    for n, m in reuse_layers.items()}  # fmt: skip
+
+        def timed(x: torch.Tensor, reuse: bool) -> tuple[torch.Tensor, float, dict[str, list[float]]]:
+            """(output, milliseconds, per-layer milliseconds) of one frame, reuse on or off."""
+            set_reuse(net, reuse)
+            for v in timer.times.values():
+                v.clear()
+            t0 = time.perf_counter()
+            out = net(x)
+            return out, 1000 * (time.perf_counter() - t0), {n: list(v) for n, v in timer.times.items()}
+
         with torch.no_grad():
             for t in range(len(clip)):
                 x = clip[t : t + 1]
-                set_reuse(net, False)
-                for v in timer.times.values():
-                    v.clear()
-                t0 = time.perf_counter()
-                y = net(x)
-                dense_time = 1000 * (time.perf_counter() - t0)
-                dense_layer_times = {n: list(v) for n, v in timer.times.items()}
+                y, dense_time, dense_layer_times = timed(x, False)
                 captured = {n: inputs[n] for n in reuse_layers}
-                set_reuse(net, True)
-                for v in timer.times.values():
-                    v.clear()
-                t0 = time.perf_counter()
-                y_hat = net(x)
-                reuse_time = 1000 * (time.perf_counter() - t0)
+                y_hat, reuse_time, reuse_layer_times = timed(x, True)
                 if t < warmup:
                     continue
                 dense_ms.append(dense_time)
@@ -151,7 +150,7 @@ def benchmark_reuse(
                 metric.update(net)
                 for n in dense_layers:
                     layer_ms[n]["dense"] += dense_layer_times[n]
-                    layer_ms[n]["reuse"] += timer.times[n]
+                    layer_ms[n]["reuse"] += reuse_layer_times[n]
                 for n, layer in reuse_layers.items():  # the layer alone, on the dense network's input to it
                     layer.enabled = False
                     exact = layer(captured[n])
