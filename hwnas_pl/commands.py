@@ -81,7 +81,8 @@ def search_main(args: list[str]) -> None:
         )
         found = result.strategy or {}
         if "pick" in found:
-            print(f"  pick: {found['pick']['arch']} (fitness {found['pick']['fitness']:.4g})", flush=True)
+            over = ", over budget: no member was within it" if found["pick"].get("within_budget") is False else ""
+            print(f"  pick: {found['pick']['arch']} (fitness {found['pick']['fitness']:.4g}{over})", flush=True)
         for row in (result.verified or [])[:5]:
             values = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("role", "arch", "on_true_front"))
             print(f"  verified {row['role']}: {row['arch']} ({values})", flush=True)

@@ -13,7 +13,9 @@ own units to the minimised objective (:func:`~hwnas_pl.search.constraints.as_pen
 parents by tournament (``tournament_size``), the space's uniform crossover (probability ``crossover_prob``), then
 the space's mutation, each gene redrawn with probability ``mutation_rate`` (EvNAS's operators on the space's own
 integer encoding: EvNAS redraws a real-valued gene whose argmax picks the op, the same uniform redraw). After
-``generations`` generations the best of the last one is the pick (Algorithm 1 returns :math:`\alpha^{(N_{gen})}`).
+``generations`` generations the best of the last one is the pick (Algorithm 1 returns :math:`\alpha^{(N_{gen})}`):
+the fittest member within every budget, since a soft penalty can leave a slightly-over-budget member fittest (the
+fittest of all, marked ``within_budget: false``, when none is within).
 
 ``constraint_handling: rejection`` is the baseline of the paper's Fig. 5: every member (initial and child) is drawn
 until it meets the constraints, checked with the ``feasibility`` cost model (a cheap one: analytic counts, a LUT);
@@ -96,6 +98,8 @@ class GeneticSearch(SearchStrategy):
         self.rng = np.random.default_rng(0)
         self.population: list[Any] = []
         self.fitness = np.zeros(0)
+        self.within_budget = np.zeros(0, dtype=bool)  # per member, from the constraint values G
+        self._told_within = np.zeros(0, dtype=bool)
         self.generation = 0  # 0: the initial population is next
         self.samples_drawn = 0
         self.initial_samples: int | None = None
@@ -170,14 +174,23 @@ class GeneticSearch(SearchStrategy):
         self._pending = self._draw_feasible(self.population_size - self.elitism, self._children)
         return list(self._pending)
 
+    def tell(self, archs: list[Any], F: np.ndarray, G: np.ndarray | None = None) -> None:
+        """As the base class; also notes which members are within every budget (``G <= 0``) for the pick."""
+        within = np.ones(len(archs), dtype=bool)
+        if G is not None and np.size(G):
+            within = (np.asarray(G, dtype=float).reshape(len(archs), -1) <= 0).all(axis=1)
+        self._told_within = within
+        super().tell(archs, F, G)
+
     def _tell(self, archs: list[Any], F: np.ndarray, G: np.ndarray | None) -> None:
         fitness = -np.asarray(F, dtype=float)[:, 0]  # F is minimised: -phi (+ the penalty)
         if self.generation == 0:
-            self.population, self.fitness = list(archs), fitness
+            self.population, self.fitness, self.within_budget = list(archs), fitness, self._told_within
         else:
             elite = np.argsort(-self.fitness, kind="stable")[: self.elitism]
             self.population = [self.population[i] for i in elite] + list(archs)
             self.fitness = np.concatenate([self.fitness[elite], fitness])
+            self.within_budget = np.concatenate([self.within_budget[elite], self._told_within])
         best = int(np.argmax(self.fitness))
         self.best.append({"generation": self.generation, "arch": self.space.to_string(self.population[best]),
                           "fitness": float(self.fitness[best])})  # fmt: skip
@@ -193,13 +206,18 @@ class GeneticSearch(SearchStrategy):
             "initial_samples": self.initial_samples,
         }
         if self.population:
-            best = int(np.argmax(self.fitness))
+            known = len(self.within_budget) == len(self.population)  # not in states saved before it was kept
+            within = self.within_budget if known and self.within_budget.any() else np.ones(len(self.fitness), bool)
+            best = int(np.argmax(np.where(within, self.fitness, -np.inf)))
             out["pick"] = {"arch": self.space.to_string(self.population[best]), "fitness": float(self.fitness[best])}
+            if known:
+                out["pick"]["within_budget"] = bool(self.within_budget[best])
             out["best_per_generation"] = self.best
         return out
 
     def _state_dict(self) -> dict[str, Any]:
-        keep = ("population", "fitness", "generation", "samples_drawn", "initial_samples", "best", "_pending")
+        keep = ("population", "fitness", "within_budget", "generation", "samples_drawn", "initial_samples", "best",
+                "_pending")  # fmt: skip
         return {"rng": self.rng.bit_generator.state, **{k: getattr(self, k) for k in keep}}
 
     def _load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -35,8 +35,25 @@ def test_fitness_is_phi_plus_linear_penalty(tmp_path):
     ga = GeneticSearch(SPACE, population_size=3, generations=0, tournament_size=2)
     res = minimize(SPACE, _Fixed(ga, archs), [table], {"phi": "max"}, {"cost": {"<=": 4.0}}, max_evaluations=3)
     # fitness = phi + (Omega - Psi) when over budget: 2.0, 2.5 + (4 - 6) = 0.5, 1.0
-    assert res.strategy["pick"] == {"arch": SPACE.to_string(archs[0]), "fitness": 2.0}
+    assert res.strategy["pick"] == {"arch": SPACE.to_string(archs[0]), "fitness": 2.0, "within_budget": True}
     assert np.allclose(ga.fitness, [2.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize(
+    "costs, pick, fitness, within",
+    [((3, 4.2, 4), 0, 2.0, True),  # 2.5 - 0.2 = 2.3 is fittest but over budget: the best within it is picked
+     ((5, 4.2, 6), 1, 2.3, False)],  # none within: the fittest, marked
+)  # fmt: skip
+def test_pick_is_the_fittest_member_within_budget(tmp_path, costs, pick, fitness, within):
+    archs = SPACE.sample(3, np.random.default_rng(0))
+    rows = ["arch,phi,cost"] + [f"{SPACE.to_string(a)},{p},{c}" for a, p, c in zip(archs, (2.0, 2.5, 1.0), costs)]
+    (tmp_path / "t.csv").write_text("\n".join(rows))
+    table = TableCostModel(SPACE, tmp_path / "t.csv", {"phi": "max", "cost": "min"})
+    ga = GeneticSearch(SPACE, population_size=3, generations=0, tournament_size=2)
+    res = minimize(SPACE, _Fixed(ga, archs), [table], {"phi": "max"}, {"cost": {"<=": 4.0}}, max_evaluations=3)
+    assert res.strategy["pick"] == pytest.approx(
+        {"arch": SPACE.to_string(archs[pick]), "fitness": fitness, "within_budget": within}
+    )
 
 
 class _Fixed:
