@@ -195,9 +195,12 @@ class NSGA2Search(SearchStrategy):
         sampling: initial population, ``"lhs"`` or ``"uniform"``.
         constraint_handling: ``"native"`` (pymoo's constrained NSGA-II) or ``"penalty"``.
         penalty_weight: weight of the penalty (``constraint_handling: penalty``).
+        generations: offspring generations after the initial population, then the search stops (HW-PR-NAS: 250);
+            default: until ``max_evaluations``. Set it when the budget exceeds what the search can reach (NSGA-II on
+            a cheap surrogate over a small space keeps re-proposing evaluated architectures).
     """
 
-    _added_later = {"constraint_handling": "native"}
+    _added_later = {"constraint_handling": "native", "generations": None}
 
     def __init__(
         self,
@@ -208,8 +211,12 @@ class NSGA2Search(SearchStrategy):
         sampling: str = "lhs",
         constraint_handling: str = "native",
         penalty_weight: float = 1.0,
+        generations: int | None = None,
     ) -> None:
         super().__init__(space, batch_size, penalty_weight)
+        if generations is not None and generations < 0:
+            raise ConfigError(f"NSGA2Search generations must be >= 0 (or unset), got {generations}.")
+        self.generations = generations
         if constraint_handling not in ("native", "penalty"):
             raise ConfigError(
                 f"NSGA2Search constraint_handling must be 'native' or 'penalty', got '{constraint_handling}'."
@@ -248,6 +255,9 @@ class NSGA2Search(SearchStrategy):
         self.algorithm.setup(problem, seed=seed, verbose=False)
 
     def _ask(self) -> list[Any]:
+        told = (self.algorithm.n_gen or 1) - 1  # generations told so far (pymoo's n_gen starts at 1)
+        if self.generations is not None and told > self.generations:
+            return []
         self._pending = self.algorithm.ask()
         return [self.space.decode(x) for x in self._pending.get("X")]
 

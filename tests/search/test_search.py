@@ -262,3 +262,14 @@ def test_an_unknown_key_inside_a_search_class_gets_the_fit_sentence(tmp_path, ca
         "'strategy'; expected one of: space, batch_size, crossover_prob, mutation_prob, sampling, "
         "constraint_handling, penalty_weight. Did you mean 'batch_size'?"
     )
+
+
+@pytest.mark.parametrize("generations, told", [(0, 1), (3, 4)])
+def test_nsga2_stops_after_its_generations_whatever_the_budget(space, evaluators, generations, told):
+    from hwnas_pl.search.minimize import minimize
+
+    # a budget the space could not fill without re-proposing: the generation limit ends the search
+    res = minimize(space, NSGA2Search(space, 20, generations=generations), evaluators, OBJECTIVES, max_evaluations=15625)
+    assert res.generations == told and res.n_evaluations <= 20 * told
+    with pytest.raises(ConfigError, match="generations must be >= 0"):
+        NSGA2Search(space, generations=-1)
