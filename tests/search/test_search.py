@@ -269,7 +269,8 @@ def test_nsga2_stops_after_its_generations_whatever_the_budget(space, evaluators
     from hwnas_pl.search.minimize import minimize
 
     # a budget the space could not fill without re-proposing: the generation limit ends the search
-    res = minimize(space, NSGA2Search(space, 20, generations=generations), evaluators, OBJECTIVES, max_evaluations=15625)
+    nsga = NSGA2Search(space, 20, generations=generations)
+    res = minimize(space, nsga, evaluators, OBJECTIVES, max_evaluations=15625)
     assert res.generations == told and res.n_evaluations <= 20 * told
     with pytest.raises(ConfigError, match="generations must be >= 0"):
         NSGA2Search(space, generations=-1)
