@@ -37,8 +37,13 @@ def objectives(space, archs, lut_path):
     return np.stack([acc, lat], axis=1)
 
 
-def train_surrogate(space, train, F_train, parts, epochs, seed, n_val=0):
-    """A ParetoRankModule trained by a Trainer on the given cells (objectives from a CSV the DataModule reads)."""
+def train_surrogate(space, train, F_train, parts, epochs, seed, n_val=0, checkpoint=None, devices=None, **module_kw):
+    """A ParetoRankModule trained by a Trainer on the given cells (objectives from a CSV the DataModule reads).
+
+    ``devices``: the heads and their objectives (default: ``{"cpu": DIRECTIONS}``); ``F_train``'s columns are their
+    metrics in order of first appearance. ``checkpoint``: where to save the trained module (what the
+    ``pareto_score`` cost model and ``init_from`` read). ``module_kw``: more ParetoRankModule arguments.
+    """
     import tempfile
     from pathlib import Path
 
@@ -48,25 +53,29 @@ def train_surrogate(space, train, F_train, parts, epochs, seed, n_val=0):
     from hwnas_pl.datamodules import ArchitectureDataModule
     from hwnas_pl.modules import ParetoRankModule
 
+    devices = devices or {"cpu": DIRECTIONS}
+    metrics = list(dict.fromkeys(m for objectives in devices.values() for m in objectives))
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "objectives.csv"
-        lines = ["arch,baseline_acc,latency_ms"] + [
-            f"{space.to_string(a)},{f[0]},{f[1]}" for a, f in zip(train, F_train)
+        lines = ["arch," + ",".join(metrics)] + [
+            f"{space.to_string(a)}," + ",".join(str(v) for v in f) for a, f in zip(train, F_train)
         ]
         table.write_text("\n".join(lines))
         L.seed_everything(seed, verbose=False)
-        dm = ArchitectureDataModule(space, {"cpu": DIRECTIONS}, table=table, n_train=len(train) - n_val, n_val=n_val,
-                                    seed=seed)  # fmt: skip
-        module = ParetoRankModule(parts=parts, optimizer=partial(torch.optim.Adam, lr=1e-3))
+        dm = ArchitectureDataModule(space, devices, table=table, n_train=len(train) - n_val, n_val=n_val, seed=seed)
+        module = ParetoRankModule(parts=parts, optimizer=partial(torch.optim.Adam, lr=1e-3), **module_kw)
         trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             limit_val_batches=0 if not n_val else 1.0)  # fmt: skip
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
-        return module.eval(), time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        if checkpoint is not None:
+            trainer.save_checkpoint(checkpoint)
+        return module.eval(), seconds
 
 
-def scores(space, module, archs):
+def scores(space, module, archs, device=0):
     import torch
 
     from hwnas_pl.nn.architecture_encoders import encode_architectures
@@ -74,7 +83,7 @@ def scores(space, module, archs):
     stats = module.stats
     views, _ = encode_architectures(space, archs, stats["input_shape"], stats["num_classes"], stats)
     with torch.no_grad():
-        return module.net(views).numpy()
+        return module.net(views, device).numpy()
 
 
 def split(args, space, everything, F_all, seed):
