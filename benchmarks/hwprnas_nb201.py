@@ -106,7 +106,7 @@ def ranking(args, space, splits) -> dict:
     from hwnas_pl.pareto import kendall_tau, pareto_ranks
 
     out = {}
-    for parts in (["af"], ["gcn"], ["lstm"], ["gcn", "af"], ["af", "gcn", "lstm"]):
+    for parts in (p.split("+") for p in args.encodings):
         rows = []
         for seed, (train, test, F_train, F_test) in zip(args.seeds, splits):
             module, seconds = train_surrogate(space, train, F_train, parts, args.epochs, seed)
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--n_train", type=int, default=500)
     parser.add_argument("--n_test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--encodings", nargs="+", default=["af", "gcn", "lstm", "gcn+af", "af+gcn+lstm"])
     parser.add_argument("--lut", default="outputs/lut_cpu.json")
     args = parser.parse_args()
     space = NASBench201Space()
