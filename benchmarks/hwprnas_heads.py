@@ -25,8 +25,8 @@ epochs (seconds) vs a whole model from scratch at 40 epochs (seconds):
     analog_30d        0.643 (0.7 s) / 0.664 (2.9 s)    0.720 (5.7 s)
     three_objectives  0.633 (0.6 s) / 0.658 (2.9 s)    0.686 (4.3 s)
 
-A frozen encoder trained for accuracy and latency serves another latency as well as a new model does, and
-FLOPs or the analog drift less well: what they need is not in its 96 features.
+A frozen encoder trained for accuracy and latency serves another latency as well as a new model does; for FLOPs,
+the analog drift and three objectives the fine-tuned head stays 0.03–0.09 below a new model.
 """
 
 from __future__ import annotations
