@@ -1,0 +1,49 @@
+"""Per-layer LSH tuning (Treasure What You Have Eq. 3, Fig. 6): Θ by hand, and the BO loop against grids whose
+optimum is known."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hwnas_pl.errors import ConfigError
+from hwnas_pl.nn.lsh_tuning import _features, grid_minimize, reuse_error, tune_layer
+
+
+def test_theta_by_hand():
+    layer = nn.Linear(2, 2, bias=False)
+    layer.weight.data = torch.eye(2)
+    # two rows on one ray: every hyperplane puts them on the same side, one cluster, centroid (1.5, 1.5)
+    x = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    row = reuse_error(layer, x, input_dim=2, hash_size=1)
+    # outputs (1, 1), (2, 2) vs (1.5, 1.5) twice: MSE 0.25; 2 sub-vectors over 1 centroid: sigma 2
+    assert row["mse"] == pytest.approx(0.25) and row["sigma"] == 2 and row["theta"] == pytest.approx(0.125)
+    assert row["compression_ratio"] == pytest.approx(0.5)
+    # identical rows repeated: exact, and sigma = rows / distinct rows
+    x = torch.randn(4, 8).repeat(6, 1)
+    row = reuse_error(nn.Linear(8, 3), x, input_dim=8, hash_size=16)
+    assert row["mse"] == pytest.approx(0.0, abs=1e-12) and row["sigma"] == pytest.approx(6.0)
+
+
+def test_bo_finds_the_known_optimum_of_a_smooth_grid_objective():
+    grid = np.array([(L, H) for L in (2, 4, 8, 16, 32, 64) for H in range(2, 17)])
+    value = np.exp((np.log2(grid[:, 0]) - 3) ** 2 + (grid[:, 1] - 9) ** 2 / 4)  # least at L 8, H 9: e^0 = 1
+    order = grid_minimize(_features(grid), lambda i: float(value[i]), n_init=5, budget=15, seed=0)
+    assert len(order) == len(set(order)) == 15
+    assert tuple(grid[min(order, key=lambda i: value[i])]) == (8, 9)
+    # 15 of 90 drawn at random find it with probability 1/6; the first 5 (random) did not
+    assert (8, 9) not in {tuple(grid[i]) for i in order[:5]}
+
+
+def test_tune_layer_returns_the_least_theta_it_measured_and_a_to_reuse_setting():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 16)
+    x = torch.randn(12, 64)[torch.randint(0, 12, (1024,))] + 0.05 * torch.randn(1024, 64)
+    everything = tune_layer(layer, x, input_dims=(16, 64), hash_sizes=(4, 8, 12), n_init=2, budget=100)
+    assert len(everything.history) == 6  # the budget stops at the grid's size
+    exhaustive = min((reuse_error(layer, x, L, H) for L in (16, 64) for H in (4, 8, 12)), key=lambda r: r["theta"])
+    assert everything.best == exhaustive and everything.setting == {"input_dim": 64, "hash_size": 8}
+    with pytest.raises(ConfigError, match="1 <= n_init <= budget, got n_init 5 and budget 3"):
+        tune_layer(layer, x, n_init=5, budget=3)
+    with pytest.raises(ConfigError, match="Conv2d and Linear layers, got ReLU"):
+        reuse_error(nn.ReLU(), x, 8, 8)
