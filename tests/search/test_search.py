@@ -260,7 +260,7 @@ def test_an_unknown_key_inside_a_search_class_gets_the_fit_sentence(tmp_path, ca
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "hwnas: error: 'batch_sise' is not an argument of hwnas_pl.search.strategies.NSGA2Search under config key "
         "'strategy'; expected one of: space, batch_size, crossover_prob, mutation_prob, sampling, "
-        "constraint_handling, penalty_weight. Did you mean 'batch_size'?"
+        "constraint_handling, penalty_weight, generations. Did you mean 'batch_size'?"
     )
 
 
