@@ -161,8 +161,53 @@ def bench_main(args: list[str]) -> None:
     print(json.dumps({"lut": str(path.resolve()), "entries": len(table.entries), "added": added, **table.profile}))
 
 
+def lsh_tune_main(args: list[str]) -> None:
+    """``hwnas lsh-tune``: per-layer (input_dim, hash_size) by Bayesian optimisation on a video's frames."""
+    from hwnas_pl.nn.lsh_tuning import HASH_SIZES, INPUT_DIMS
+
+    parser = CommandParser(prog="hwnas lsh-tune", description="Tune each reuse layer's LSH settings by minimising "
+                           "Theta = MSE / sigma (Eq. 3) with BoTorch; writes the layers YAML that hwnas bench reuse "
+                           "--config and to_reuse read, and prints one JSON object.")  # fmt: skip
+    parser.add_argument("--video", type=str, required=True, help="A video file (mp4, avi, ...).")
+    parser.add_argument("--model", type=str, default="resnet18", help="A timm model name (random weights).")
+    parser.add_argument("--height", type=int, default=224)
+    parser.add_argument("--width", type=int, default=224)
+    parser.add_argument("--frames", type=int, default=4, help="Frames whose layer inputs the objective uses.")
+    parser.add_argument("--input_dims", type=list[int], default=list(INPUT_DIMS))
+    parser.add_argument("--hash_sizes", type=list[int], default=list(HASH_SIZES))
+    parser.add_argument("--n_init", type=int, default=5, help="Random grid points evaluated first, per layer.")
+    parser.add_argument("--budget", type=int, default=20, help="Evaluations per layer in all.")
+    parser.add_argument("--workers", type=int, default=1, help="Processes, one layer each at a time.")
+    parser.add_argument("--seed", type=int, default=0, help="Of the model, the projections and the initial design.")
+    parser.add_argument("--output", type=str, default="lsh_layers.yaml")
+    cfg = parser.parse_args(args)
+    import json
+    import time
+
+    import yaml
+
+    from hwnas_pl.nn.lsh_tuning import tune_network
+    from hwnas_pl.nn.reuse_timing import network_on_video
+
+    if not Path(cfg.video).is_file():
+        raise UserInputError(f"Video '{cfg.video}' does not exist; expected a video file (mp4, avi, ...).")
+    t0 = time.perf_counter()
+    net, name, clip = network_on_video(cfg.video, cfg.model, cfg.height, cfg.width, cfg.frames, cfg.seed)
+    tuned = tune_network(net, clip, cfg.workers, input_dims=cfg.input_dims, hash_sizes=cfg.hash_sizes,
+                         n_init=cfg.n_init, budget=cfg.budget, seed=cfg.seed, projection_seed=cfg.seed)  # fmt: skip
+    rows = [{"layer": n, **t.best, "evaluations": len(t.history), "seconds": s} for n, (t, s) in tuned.items()]
+    header = (f"# hwnas lsh-tune --video {cfg.video} --model {name}: per layer the (input_dim, hash_size) of least "
+              "Theta = MSE / sigma found\n")  # fmt: skip
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump({"layers": {n: t.setting for n, (t, _) in tuned.items()}}, sort_keys=False))
+    print(json.dumps({"video": cfg.video, "model": name, "frames": len(clip), "config": str(out), "layers": rows,
+                      "seconds": time.perf_counter() - t0}))  # fmt: skip
+
+
 #: Subcommands that are not Lightning Trainer methods.
-COMMANDS: dict[str, Callable[[list[str]], None]] = {"search": search_main, "bench": bench_main}
+COMMANDS: dict[str, Callable[[list[str]], None]] = {"search": search_main, "bench": bench_main,
+                                                    "lsh-tune": lsh_tune_main}  # fmt: skip
 
 
 def _process_rank() -> int:
@@ -193,7 +238,7 @@ def exit_with(err: BaseException) -> None:
 
 
 def run_command(argv: Sequence[str]) -> None:
-    """Run ``hwnas search|bench ...``; a user error ends with its one sentence on stderr and exit code 2."""
+    """Run ``hwnas search|bench|lsh-tune ...``; a user error ends with its one sentence on stderr and exit code 2."""
     try:
         COMMANDS[argv[0]](list(argv[1:]))
     except Exception as exc:

@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     ("predict", "Predict with a model (--ckpt_path CKPT)"),
     ("search", "Population search: hwnas search --config configs/search/nb201_nsga2_lut.yaml"),
     ("bench", "Hardware measurements: hwnas bench lut --space nasbench201 --device cpu"),
+    ("lsh-tune", "Per-layer LSH reuse settings by Bayesian optimisation: hwnas lsh-tune --video VIDEO.mp4"),
 )
 
 HELP = (
@@ -34,7 +35,7 @@ def main(args: Sequence[str] | None = None) -> None:
     if argv and argv[0] in ("-h", "--help"):
         print(HELP, end="", flush=True)
         return
-    if argv and argv[0] in ("search", "bench"):  # no Lightning on these paths
+    if argv and argv[0] in ("search", "bench", "lsh-tune"):  # no Lightning on these paths
         from hwnas_pl.commands import run_command
 
         run_command(argv)

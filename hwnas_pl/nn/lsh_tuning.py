@@ -138,3 +138,55 @@ def tune_layer(
     order = grid_minimize(_features(grid), theta, n_init, budget, seed)
     history = [rows[i] for i in order]
     return LayerTuning(best=min(history, key=lambda h: h["theta"]), history=history)
+
+
+def layer_inputs(net: nn.Module, frames: torch.Tensor) -> tuple[dict[str, nn.Module], dict[str, torch.Tensor]]:
+    """The layers :func:`~hwnas_pl.nn.reuse.to_reuse` would swap, and each one's input over ``frames``.
+
+    One dense pass per frame; a layer's inputs are concatenated along the batch.
+    """
+    from hwnas_pl.nn.reuse import dense_reason
+
+    layers = {n: m for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and not dense_reason(m)}
+    captured: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: captured[n].append(args[0].detach()))
+             for n, m in layers.items()]  # fmt: skip
+    try:
+        with torch.no_grad():
+            for t in range(len(frames)):
+                net(frames[t : t + 1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return layers, {n: torch.cat(v) for n, v in captured.items() if v}
+
+
+def _tune_one(task: tuple) -> tuple[str, LayerTuning, float]:
+    """One layer in a worker process, on one torch thread."""
+    import time
+
+    name, layer, inputs, kwargs = task
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    return name, tune_layer(layer, inputs, **kwargs), time.perf_counter() - t0
+
+
+def tune_network(
+    net: nn.Module, frames: torch.Tensor, workers: int = 1, **kwargs: Any
+) -> dict[str, tuple[LayerTuning, float]]:
+    """:func:`tune_layer` for every layer ``to_reuse`` would swap, each on its own inputs over ``frames``.
+
+    ``workers`` processes (the paper: one optimisation per layer, in parallel); ``kwargs`` go to
+    :func:`tune_layer`. Returns ``{layer: (tuning, seconds)}`` in the network's order.
+    """
+    layers, inputs = layer_inputs(net, frames)
+    tasks = [(n, layers[n], inputs[n], kwargs) for n in layers if n in inputs]
+    if workers <= 1:
+        done = [_tune_one(t) for t in tasks]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(_tune_one, tasks))
+    return {name: (tuning, seconds) for name, tuning, seconds in done}

@@ -65,6 +65,29 @@ class _LayerTimer:
             h.remove()
 
 
+def network_on_video(
+    video: str | Path, model: str | nn.Module, height: int, width: int, frames: int, seed: int = 0
+) -> tuple[nn.Module, str, torch.Tensor]:
+    """(network in eval mode, its name, the clip) for measuring reuse on a video.
+
+    The clip is the first ``frames`` frames, resized and standardised per channel; a timm model name is built with
+    random weights (seeded) and its BatchNorm statistics are calibrated on the clip.
+    """
+    from hwnas_pl.datamodules.video import read_video
+
+    clip = read_video(video, resize=(height, width), max_frames=frames).float() / 255.0
+    clip = (clip - clip.mean(dim=(0, 2, 3), keepdim=True)) / clip.std(dim=(0, 2, 3), keepdim=True)
+    if isinstance(model, str):
+        import timm
+
+        torch.manual_seed(seed)
+        net, name = timm.create_model(model, pretrained=False), model
+    else:
+        net, name = model, type(model).__name__
+    calibrate_batchnorm(net, clip)
+    return net.eval(), name, clip
+
+
 def _nmse(y: torch.Tensor, y_hat: torch.Tensor) -> float:
     return float(((y - y_hat) ** 2).sum() / (y**2).sum().clamp_min(1e-30))
 
@@ -97,23 +120,10 @@ def benchmark_reuse(
         warmup: frames run before timing.
         seed: of the model's weights and of the projections.
     """
-    from hwnas_pl.datamodules.video import read_video
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        clip = read_video(video, resize=(height, width), max_frames=frames + warmup).float() / 255.0
-        clip = (clip - clip.mean(dim=(0, 2, 3), keepdim=True)) / clip.std(dim=(0, 2, 3), keepdim=True)
-        if isinstance(model, str):
-            import timm
-
-            torch.manual_seed(seed)
-            net = timm.create_model(model, pretrained=False)
-            name = model
-        else:
-            net, name = model, type(model).__name__
-        calibrate_batchnorm(net, clip)
-        net.eval()
+        net, name, clip = network_on_video(video, model, height, width, frames + warmup, seed)
         dense_layers = {n: m for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
         inputs: dict[str, torch.Tensor] = {}
         net, kept = to_reuse(net, layers, default if default is not None else {"input_dim": 16, "hash_size": 8},

@@ -47,3 +47,33 @@ def test_tune_layer_returns_the_least_theta_it_measured_and_a_to_reuse_setting()
         tune_layer(layer, x, n_init=5, budget=3)
     with pytest.raises(ConfigError, match="Conv2d and Linear layers, got ReLU"):
         reuse_error(nn.ReLU(), x, 8, 8)
+
+
+def test_cli_lsh_tune_writes_the_layers_config_bench_reuse_reads(tmp_path, capsys):
+    import json
+
+    import yaml
+    from datasets import write_video
+
+    from hwnas_pl.cli import cli_main
+    from hwnas_pl.nn.lsh_tuning import layer_inputs
+    from hwnas_pl.nn.reuse_timing import network_on_video
+
+    video = write_video(tmp_path / "clip.mp4", 3, 32, 32)
+    common = ["--video", str(video), "--model", "resnet18", "--height", "32", "--width", "32"]
+    grid = ["--input_dims", "[4, 16]", "--hash_sizes", "[4, 8, 12]", "--n_init", "2", "--budget", "3"]
+    cli_main(["lsh-tune", *common, *grid, "--frames", "2", "--workers", "2", "--output", str(tmp_path / "layers.yaml")])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    settings = yaml.safe_load((tmp_path / "layers.yaml").read_text())["layers"]
+    net, _, clip = network_on_video(video, "resnet18", 32, 32, 2)
+    layers, inputs = layer_inputs(net, clip)
+    assert list(settings) == list(layers) == [r["layer"] for r in report["layers"]]  # every conv and the fc
+    row = report["layers"][0]
+    assert row["evaluations"] == 3 and row["input_dim"] in (4, 16) and row["hash_size"] in (4, 8, 12)
+    # the reported Theta is the layer's own on the same frames, as reuse_error computes it
+    again = reuse_error(layers[row["layer"]], inputs[row["layer"]], row["input_dim"], row["hash_size"])
+    assert again["theta"] == pytest.approx(row["theta"])
+    cli_main(["bench", "reuse", *common, "--frames", "2", "--warmup", "0", "--config", str(tmp_path / "layers.yaml")])
+    bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    conv = next(r for r in bench["layers"] if r["layer"] == row["layer"])
+    assert (conv["input_dim"], conv["hash_size"]) == (row["input_dim"], row["hash_size"])
