@@ -43,8 +43,15 @@ def test_tune_layer_returns_the_least_theta_it_measured_and_a_to_reuse_setting()
     assert len(everything.history) == 6  # the budget stops at the grid's size
     exhaustive = min((reuse_error(layer, x, L, H) for L in (16, 64) for H in (4, 8, 12)), key=lambda r: r["theta"])
     assert everything.best == exhaustive and everything.setting == {"input_dim": 64, "hash_size": 8}
+    # within a layer NMSE budget: the most compressing setting of those within it
+    rows = [reuse_error(layer, x, L, H) for L in (16, 64) for H in (4, 8, 12)]
+    tau = sorted(r["nmse"] for r in rows)[2]  # three settings are within it
+    bounded = tune_layer(layer, x, input_dims=(16, 64), hash_sizes=(4, 8, 12), n_init=2, budget=100, max_nmse=tau)
+    assert bounded.best == max((r for r in rows if r["nmse"] <= tau), key=lambda r: r["sigma"])
     with pytest.raises(ConfigError, match="1 <= n_init <= budget, got n_init 5 and budget 3"):
         tune_layer(layer, x, n_init=5, budget=3)
+    with pytest.raises(ConfigError, match="max_nmse must be > 0, got 0.0"):
+        tune_layer(layer, x, max_nmse=0.0)
     with pytest.raises(ConfigError, match="Conv2d and Linear layers, got ReLU"):
         reuse_error(nn.ReLU(), x, 8, 8)
 
