@@ -27,7 +27,7 @@ Measured (ResNet-18 at 224x224, 4 tuning frames, 8 measured, 20 evaluations per 
 Eq. 3 picks L 2 / H 3 for most layers: σ grows without bound as sub-vectors shrink and outweighs the error. The
 layer budgets of max_nmse are out of the grid's reach: sign bits keep a sub-vector's direction, not its norm, so
 the least layer NMSE on the grid (H <= 16) is 0.11 (conv1) to 0.013 (layer4.1.conv2) at L 64 / H 16; every
-setting is 3-10x slower than the dense network on this CPU (see hwnas bench reuse).
+setting is 2-12x slower than the dense network on this CPU (see hwnas bench reuse).
 """
 
 from __future__ import annotations
