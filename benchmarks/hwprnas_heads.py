@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hwprnas_nb201 import mean_std, scores, train_surrogate
+from hwprnas_nb201 import mean_std, scores, split, train_surrogate
 
 from hwnas_pl.pareto import kendall_tau, pareto_ranks
 
@@ -93,12 +93,9 @@ def main() -> None:
     parts = ["af", "gcn", "lstm"]
     rows: dict[str, list] = {"cpu_b1": [], **{d: [] for d in DEVICES}}
     for seed in args.seeds:
-        rng = np.random.default_rng(seed)
-        index = {a: i for i, a in enumerate(everything)}
-        train = list(dict.fromkeys(space.sample(args.n_train, rng, "lhs")))
-        seen = {index[a] for a in train}
-        test_idx = [int(i) for i in rng.permutation(len(everything)) if i not in seen][: args.n_test]
-        test, train_idx = [everything[i] for i in test_idx], [index[a] for a in train]
+        # the ranking benchmark's split; its "objectives" here are the cells' indices into ``values``
+        train, test, train_idx, test_idx = split(args, space, everything, np.arange(len(everything))[:, None], seed)
+        train_idx, test_idx = train_idx[:, 0], test_idx[:, 0]
         with tempfile.TemporaryDirectory() as tmp:
             base_ckpt = Path(tmp) / "base.ckpt"
             base, seconds = train_surrogate(space, train, columns(values, BASE, train_idx), parts, args.epochs, seed,

@@ -118,19 +118,24 @@ def ranking(args, space, splits) -> dict:
     return out
 
 
-def per_objective_baseline(args, space, splits) -> dict:
-    """The false-dominance baseline: one XGBoost regressor per objective, Pareto ranks of the predictions."""
+def fit_per_objective(space, train, F_train, seed) -> list:
+    """One XGBoost regressor per objective column on the space's encoding features (one-hot + path encoding)."""
     import xgboost as xgb
 
+    X = np.array([space.encoding_features(a) for a in train])
+    return [xgb.XGBRegressor(n_estimators=400, max_depth=4, learning_rate=0.05, random_state=seed)
+            .fit(X, F_train[:, j]) for j in range(F_train.shape[1])]  # fmt: skip
+
+
+def per_objective_baseline(args, space, splits) -> dict:
+    """The false-dominance baseline: one XGBoost regressor per objective, Pareto ranks of the predictions."""
     from hwnas_pl.pareto import kendall_tau, pareto_ranks
 
     rows = []
     directions = list(DIRECTIONS.values())
     for seed, (train, test, F_train, F_test) in zip(args.seeds, splits):
-        X_train = np.array([space.encoding_features(a) for a in train])
         X_test = np.array([space.encoding_features(a) for a in test])
-        P = np.stack([xgb.XGBRegressor(n_estimators=400, max_depth=4, learning_rate=0.05, random_state=seed)
-                      .fit(X_train, F_train[:, j]).predict(X_test) for j in range(2)], axis=1)  # fmt: skip
+        P = np.stack([m.predict(X_test) for m in fit_per_objective(space, train, F_train, seed)], axis=1)
         rows.append({"tau_pareto_rank": kendall_tau(-pareto_ranks(P, directions), -pareto_ranks(F_test, directions))})
     return mean_std(rows)
 

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hwprnas_nb201 import DIRECTIONS, mean_std, objectives, train_surrogate
+from hwprnas_nb201 import DIRECTIONS, fit_per_objective, mean_std, objectives, train_surrogate
 
 from hwnas_pl.evaluators.base import CostModel
 from hwnas_pl.pareto import (
@@ -76,39 +76,24 @@ class Truth:
         return self.F_all[[self.index[a] for a in archs]]
 
 
-class Predicted(CostModel):
-    """Both objectives predicted by one XGBoost regressor each (the false-dominance baseline)."""
+class Objectives(CostModel):
+    """Both objectives, as ``F = fn(archs)`` gives them: the true values, or the XGBoost predictions."""
 
     directions = dict(DIRECTIONS)
 
-    def __init__(self, space, models):
+    def __init__(self, space, fn):
         super().__init__(space)
-        self.models = models
+        self.fn = fn
 
     def _evaluate(self, archs, out) -> None:
-        X = np.array([self.space.encoding_features(a) for a in archs])
-        for name, model in zip(METRICS, self.models):
-            out[name] = model.predict(X).tolist()
-
-
-class TrueModel(CostModel):
-    """The table's accuracy and the LUT's latency, precomputed for the whole space (identical to the cost models)."""
-
-    directions = dict(DIRECTIONS)
-
-    def __init__(self, space, truth):
-        super().__init__(space)
-        self.truth = truth
-
-    def _evaluate(self, archs, out) -> None:
-        F = self.truth(archs)
+        F = self.fn(archs)
         for j, name in enumerate(METRICS):
             out[name] = F[:, j].tolist()
 
 
 def true_search(space, strategy, budget, seed, truth) -> list:
     """Cells a strategy evaluates on true values within ``budget``."""
-    res = minimize(space, strategy, [TrueModel(space, truth)], DIRECTIONS, max_evaluations=budget, seed=seed)
+    res = minimize(space, strategy, [Objectives(space, truth)], DIRECTIONS, max_evaluations=budget, seed=seed)
     return [space.from_string(row["arch"]) for row in res.history]
 
 
@@ -146,14 +131,14 @@ def hwprnas_rounds(space, budget, args, seed, truth) -> list:
 
 
 def xgboost(space, train, k, args, seed, truth) -> list:
-    import xgboost as xgb
+    models = fit_per_objective(space, train, truth(train), seed)
 
-    X = np.array([space.encoding_features(a) for a in train])
-    F = truth(train)
-    models = [xgb.XGBRegressor(n_estimators=400, max_depth=4, learning_rate=0.05, random_state=seed).fit(X, F[:, j])
-              for j in range(len(METRICS))]  # fmt: skip
+    def predicted(archs):
+        X = np.array([space.encoding_features(a) for a in archs])
+        return np.stack([m.predict(X) for m in models], axis=1)
+
     nsga = NSGA2Search(space, batch_size=150, generations=args.generations)
-    res = minimize(space, nsga, [Predicted(space, models)], DIRECTIONS, max_evaluations=15625, seed=seed)
+    res = minimize(space, nsga, [Objectives(space, predicted)], DIRECTIONS, max_evaluations=15625, seed=seed)
     P = np.array([[row[m] for m in METRICS] for row in res.history])
     ranks, crowd = pareto_ranks(P, SENSE), np.zeros(len(P))
     for r in np.unique(ranks):

@@ -191,8 +191,6 @@ def lsh_tune_main(args: list[str]) -> None:
     from hwnas_pl.nn.lsh_tuning import tune_network
     from hwnas_pl.nn.reuse_timing import network_on_video
 
-    if not Path(cfg.video).is_file():
-        raise UserInputError(f"Video '{cfg.video}' does not exist; expected a video file (mp4, avi, ...).")
     t0 = time.perf_counter()
     net, name, clip = network_on_video(cfg.video, cfg.model, cfg.height, cfg.width, cfg.frames, cfg.seed)
     tuned = tune_network(net, clip, cfg.workers, input_dims=cfg.input_dims, hash_sizes=cfg.hash_sizes,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.nn.reuse import ReuseConv2d, ReuseLayer, ReuseLinear
+from hwnas_pl.nn.reuse import reuse_layer
 
 #: the grid searched by default: sub-vector lengths and hyperplane counts
 INPUT_DIMS = (2, 4, 8, 16, 32, 64)
@@ -39,12 +39,7 @@ def reuse_error(dense: nn.Module, inputs: torch.Tensor, input_dim: int, hash_siz
     Returns ``mse``, ``nmse`` (MSE over the dense output's variance), ``sigma`` (sub-vectors / centroids),
     ``compression_ratio`` (``1 - 1/sigma``) and ``theta`` (``mse / sigma``).
     """
-    if isinstance(dense, nn.Conv2d):
-        layer: ReuseLayer = ReuseConv2d(dense, input_dim, hash_size, seed)
-    elif isinstance(dense, nn.Linear):
-        layer = ReuseLinear(dense, input_dim, hash_size, seed)
-    else:
-        raise ConfigError(f"LSH tuning works on Conv2d and Linear layers, got {type(dense).__name__}.")
+    layer = reuse_layer(dense, input_dim, hash_size, seed)
     with torch.no_grad():
         ref, out = dense(inputs), layer(inputs)
     mse = float(F.mse_loss(out, ref))

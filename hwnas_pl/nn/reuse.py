@@ -291,6 +291,15 @@ def dense_reason(module: nn.Module) -> str | None:
     return "not a Conv2d or Linear layer"
 
 
+def reuse_layer(dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra") -> ReuseLayer:
+    """The reuse layer of a ``Conv2d`` or ``Linear`` layer (a one-sentence error for any other)."""
+    if isinstance(dense, nn.Conv2d):
+        return ReuseConv2d(dense, input_dim, hash_size, seed, frames)
+    if isinstance(dense, nn.Linear):
+        return ReuseLinear(dense, input_dim, hash_size, seed, frames)
+    raise ConfigError(f"Reuse layers replace Conv2d and Linear layers, got {type(dense).__name__}.")
+
+
 def to_reuse(
     model: nn.Module,
     layers: dict[str, dict[str, int]] | None = None,
@@ -331,8 +340,7 @@ def to_reuse(
         if reason is not None or settings is None:
             dense[name] = reason or "kept dense by the config"
             continue
-        cls = ReuseConv2d if isinstance(module, nn.Conv2d) else ReuseLinear
-        layer = cls(module, int(settings["input_dim"]), int(settings["hash_size"]), seed + i, frames)
+        layer = reuse_layer(module, int(settings["input_dim"]), int(settings["hash_size"]), seed + i, frames)
         _set_module(model, name, layer)
     return model, dense
 

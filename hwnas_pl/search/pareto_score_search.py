@@ -130,6 +130,7 @@ class ParetoScoreSearch(SearchStrategy):
         self.rounds: list[dict[str, Any]] = []
         self._stats: dict[str, Any] | None = None  # encoding statistics and per-architecture views (recomputed)
         self._rows: dict[Any, dict[str, torch.Tensor]] = {}
+        self._every: list[Any] | None = None
 
     def _setup(self, n_obj: int, seed: int) -> None:
         if n_obj < 2:
@@ -152,9 +153,12 @@ class ParetoScoreSearch(SearchStrategy):
                             "fit_and_rank_seconds": time.perf_counter() - t0})  # fmt: skip
         return picked
 
-    def _enumerable(self) -> bool:
+    def _whole_space(self) -> list[Any] | None:
+        """Every architecture of the space (enumerated once), or ``None`` when it has more than enumerate_up_to."""
         size = self.space.size()
-        return size is not None and size <= self.enumerate_up_to
+        if self._every is None and size is not None and size <= self.enumerate_up_to:
+            self._every = list(self.space.enumerate())
+        return self._every
 
     def _encode(self, archs: Sequence[Any]) -> dict[str, torch.Tensor]:
         """The encoder's views of ``archs``, each architecture encoded once.
@@ -163,7 +167,7 @@ class ParetoScoreSearch(SearchStrategy):
         """
         if self._stats is None:
             initial = self.rounds[0]["measured_before"] if self.rounds else len(self.archs)
-            basis = list(self.space.enumerate()) if self._enumerable() else self.archs[:initial]
+            basis = self._whole_space() or self.archs[:initial]
             views, self._stats = encode_architectures(self.space, basis, self.input_shape, self.num_classes)
             self._rows.update({a: {k: v[i] for k, v in views.items()} for i, a in enumerate(basis)})
         new = [a for a in dict.fromkeys(archs) if a not in self._rows]
@@ -180,8 +184,9 @@ class ParetoScoreSearch(SearchStrategy):
             return net(self._encode(archs)).numpy()
 
     def _candidates(self, net: ParetoScoreNet, seed: int) -> list[Any]:
-        if self._enumerable():
-            return list(self.space.enumerate())
+        every = self._whole_space()
+        if every is not None:
+            return every
         from hwnas_pl.evaluators.base import CostModel
         from hwnas_pl.search.genetic import GeneticSearch
         from hwnas_pl.search.minimize import minimize

@@ -52,7 +52,7 @@ def test_tune_layer_returns_the_least_theta_it_measured_and_a_to_reuse_setting()
         tune_layer(layer, x, n_init=5, budget=3)
     with pytest.raises(ConfigError, match="max_nmse must be > 0, got 0.0"):
         tune_layer(layer, x, max_nmse=0.0)
-    with pytest.raises(ConfigError, match="Conv2d and Linear layers, got ReLU"):
+    with pytest.raises(ConfigError, match="replace Conv2d and Linear layers, got ReLU"):
         reuse_error(nn.ReLU(), x, 8, 8)
 
 
