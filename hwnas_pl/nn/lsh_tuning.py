@@ -33,13 +33,18 @@ INPUT_DIMS = (2, 4, 8, 16, 32, 64)
 HASH_SIZES = tuple(range(2, 17))
 
 
-def reuse_error(dense: nn.Module, inputs: torch.Tensor, input_dim: int, hash_size: int, seed: int = 0) -> dict:
+def reuse_error(
+    dense: nn.Module, inputs: torch.Tensor, input_dim: int, hash_size: int, seed: int = 0, per_sample: bool = False
+) -> dict:
     """Θ of Eq. 3 and its parts for one layer on ``inputs`` (no gradients).
+
+    ``per_sample``: ``inputs`` is a batch of frames, each clustered on its own as in batch-1 inference (else all
+    rows share clusters).
 
     Returns ``mse``, ``nmse`` (MSE over the dense output's variance), ``sigma`` (sub-vectors / centroids),
     ``compression_ratio`` (``1 - 1/sigma``) and ``theta`` (``mse / sigma``).
     """
-    layer = reuse_layer(dense, input_dim, hash_size, seed)
+    layer = reuse_layer(dense, input_dim, hash_size, seed, per_sample=per_sample)
     with torch.no_grad():
         ref, out = dense(inputs), layer(inputs)
     mse = float(F.mse_loss(out, ref))
@@ -115,12 +120,13 @@ def tune_layer(
     seed: int = 0,
     projection_seed: int = 0,
     max_nmse: float | None = None,
+    per_sample: bool = False,
 ) -> LayerTuning:
     r"""Minimise Θ over ``input_dims × hash_sizes`` for ``dense`` on ``inputs`` (module docstring).
 
     :func:`grid_minimize` with ``n_init`` random points and ``budget`` evaluations (at most the grid's size).
     ``projection_seed``: the reuse layer's ``seed`` (its hyperplanes), which ``to_reuse`` must be given too for the
-    tuned Θ to hold.
+    tuned Θ to hold. ``per_sample``: as :func:`reuse_error`.
 
     ``max_nmse`` (beyond the paper): maximise the compression within a layer NMSE budget τ instead, minimising
     :math:`\sigma^{-1} \max(1, \mathrm{NMSE}/	au)^4`; the best is the least :math:`\sigma^{-1}` within τ (the least
@@ -140,7 +146,7 @@ def tune_layer(
         return max(1.0, row["nmse"] / max_nmse) ** 4 / row["sigma"]
 
     def objective(i: int) -> float:
-        rows[i] = reuse_error(dense, inputs, int(grid[i, 0]), int(grid[i, 1]), projection_seed)
+        rows[i] = reuse_error(dense, inputs, int(grid[i, 0]), int(grid[i, 1]), projection_seed, per_sample)
         return value(rows[i])
 
     order = grid_minimize(_features(grid), objective, n_init, budget, seed)
@@ -186,9 +192,11 @@ def tune_network(
     """:func:`tune_layer` for every layer ``to_reuse`` would swap, each on its own inputs over ``frames``.
 
     ``workers`` processes (the paper: one optimisation per layer, in parallel); ``kwargs`` go to
-    :func:`tune_layer`. Returns ``{layer: (tuning, seconds)}`` in the network's order.
+    :func:`tune_layer`. Each frame is clustered on its own (``per_sample``), as ``hwnas bench reuse`` runs them
+    at batch 1. Returns ``{layer: (tuning, seconds)}`` in the network's order.
     """
     layers, inputs = layer_inputs(net, frames)
+    kwargs = {"per_sample": True, **kwargs}
     tasks = [(n, layers[n], inputs[n], kwargs) for n in layers if n in inputs]
     if workers <= 1:
         done = [_tune_one(t) for t in tasks]

@@ -52,7 +52,7 @@ def test_tune_layer_returns_the_least_theta_it_measured_and_a_to_reuse_setting()
         tune_layer(layer, x, n_init=5, budget=3)
     with pytest.raises(ConfigError, match="max_nmse must be > 0, got 0.0"):
         tune_layer(layer, x, max_nmse=0.0)
-    with pytest.raises(ConfigError, match="replace Conv2d and Linear layers, got ReLU"):
+    with pytest.raises(ConfigError, match="replace Conv2d, Linear and attention layers, got ReLU"):
         reuse_error(nn.ReLU(), x, 8, 8)
 
 
@@ -77,8 +77,8 @@ def test_cli_lsh_tune_writes_the_layers_config_bench_reuse_reads(tmp_path, capsy
     assert list(settings) == list(layers) == [r["layer"] for r in report["layers"]]  # every conv and the fc
     row = report["layers"][0]
     assert row["evaluations"] == 3 and row["input_dim"] in (4, 16) and row["hash_size"] in (4, 8, 12)
-    # the reported Theta is the layer's own on the same frames, as reuse_error computes it
-    again = reuse_error(layers[row["layer"]], inputs[row["layer"]], row["input_dim"], row["hash_size"])
+    # the reported Theta is the layer's own on the same frames, each clustered on its own (batch-1 inference)
+    again = reuse_error(layers[row["layer"]], inputs[row["layer"]], row["input_dim"], row["hash_size"], per_sample=True)
     assert again["theta"] == pytest.approx(row["theta"])
     cli_main(["bench", "reuse", *common, "--frames", "2", "--warmup", "0", "--config", str(tmp_path / "layers.yaml")])
     bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

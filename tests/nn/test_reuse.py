@@ -132,8 +132,8 @@ def test_inter_frame_reuse_on_identical_frames_computes_no_new_cluster():
     reset_reuse(net)
     net(frame)
     assert both.new_clusters == sum(c.n_centroids for c in both.last)  # a clip boundary forgets the last frame
-    with pytest.raises(ConfigError, match="frames must be 'intra' or 'both'"):
-        ReuseLinear(nn.Linear(2, 2), 2, 2, frames="inter")
+    with pytest.raises(ConfigError, match="frames must be one of intra, inter, both, got 'sometimes'"):
+        ReuseLinear(nn.Linear(2, 2), 2, 2, frames="sometimes")
 
 
 def test_compression_ratio_metric_by_hand():
@@ -167,3 +167,161 @@ def test_bit_packing_is_exact_at_every_hash_size(hash_size):
     bits = torch.rand(3, 50, hash_size, generator=torch.Generator().manual_seed(hash_size)) > 0.5
     expected = [sum(int(b) << k for k, b in enumerate(row)) for row in bits.reshape(-1, hash_size).tolist()]
     assert _pack_bits(bits).reshape(-1).tolist() == expected
+
+
+def test_per_sample_clustering_gives_what_batch_one_inference_gives():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    a, b = torch.randn(1, 3, 6, 6), torch.randn(1, 3, 6, 6)
+    single = ReuseConv2d(conv, 9, 4)
+    alone_a, n_a = single(a), single.last[0].n_centroids
+    alone_b, n_b = single(b), single.last[0].n_centroids
+    alone = [alone_a, alone_b]
+    per_sample = ReuseConv2d(conv, 9, 4, per_sample=True)
+    batched = per_sample(torch.cat([a, b]))
+    assert torch.allclose(batched, torch.cat(alone), atol=1e-6)  # no cluster crosses the two images
+    rows, blocks = 36, 3  # 6x6 receptive fields of 27 values in sub-vectors of 9
+    assert per_sample.compression_ratio == pytest.approx(1 - (n_a + n_b) / (2 * rows * blocks))
+    # Deep Reuse's batch clustering instead: two identical images share every cluster
+    shared = ReuseConv2d(conv, 9, 4)
+    shared(torch.cat([a, a]))
+    assert shared.compression_ratio == pytest.approx(1 - n_a / (2 * rows * blocks))
+
+
+def test_inter_frame_only_reuses_the_previous_frames_products_and_computes_the_rest_exactly():
+    from hwnas_pl.nn.reuse import CompressionRatio, reset_reuse
+
+    linear = nn.Linear(2, 1, bias=False)
+    linear.weight.data = torch.tensor([[1.0, 10.0]])
+    layer = ReuseLinear(linear, input_dim=2, hash_size=2, frames="inter")
+    layer.planes = torch.eye(2)  # the hash is the sign of each coordinate
+    net, metric = nn.Sequential(layer), CompressionRatio()
+    # frame 1: nothing to reuse, every row exact (even the two that share the key ++)
+    assert net(torch.tensor([[1.0, 2.0], [3.0, 4.0], [-1.0, 5.0]])).flatten().tolist() == [21.0, 43.0, 49.0]
+    assert layer.new_clusters == 3 and layer.compression_ratio == 0.0
+    metric.update(net)
+    # frame 2: [5, 6] has the key ++ of frame 1, whose product is the mean of its rows' (21 + 43) / 2 = 32;
+    # [-2, -1] (key --) is new and exact
+    assert net(torch.tensor([[5.0, 6.0], [-2.0, -1.0]])).flatten().tolist() == [32.0, -12.0]
+    assert layer.new_clusters == 1 and layer.compression_ratio == 0.5
+    metric.update(net)
+    out = metric.compute()  # 4 products of 5 sub-vectors, 2 MACs each
+    assert float(out["compression_ratio"]) == pytest.approx(1 - 4 / 5) and float(out["macs_saved"]) == 2.0
+    # frame 3 keeps frame 2's products: key ++ still 32 (one frame of memory: frame 2 carried it on)
+    assert net(torch.tensor([[0.5, 0.5]])).flatten().tolist() == [32.0]
+    reset_reuse(net)  # a clip boundary: computed exactly again
+    assert net(torch.tensor([[5.0, 6.0]])).flatten().tolist() == [65.0] and layer.new_clusters == 1
+
+
+def test_both_frames_compression_counts_the_products_taken_from_the_previous_frame():
+    torch.manual_seed(0)
+    frame = torch.randn(1, 3, 8, 8)
+    both = ReuseConv2d(nn.Conv2d(3, 4, 3, padding=1), 9, 5, frames="both")
+    both(frame)
+    c = both.last[0]
+    assert both.compression_ratio == pytest.approx(1 - c.n_centroids / (c.rows * c.blocks))  # intra only
+    assert both.compression_ratio < 1.0
+    both(frame)
+    assert both.compression_ratio == 1.0  # every cluster came from the previous frame
+
+
+def _reconstruct(t, planes, groups):
+    """Each sub-vector replaced by its cluster's centroid (the Q-hat, K-hat, V-hat of lsh_attention)."""
+    from hwnas_pl.nn.reuse import lsh_cluster
+
+    b, h, n, d = t.shape
+    c = lsh_cluster(t.reshape(-1, d), planes, groups)
+    blocks = c.centroids[c.index]  # (B, rows, L)
+    return blocks.transpose(0, 1).reshape(b * h * n, -1)[:, :d].reshape(b, h, n, d)
+
+
+@pytest.mark.parametrize("mask", ["none", "float", "bool"])
+def test_lsh_attention_is_attention_on_the_centroid_reconstructions(mask):
+    import torch.nn.functional as F
+
+    from hwnas_pl.nn.reuse import lsh_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 6) for _ in range(3))
+    planes = projections(4, 2, seed=1)  # coarse: few clusters; d = 6 in blocks of 4 (the last zero-padded)
+    attn_mask = {"none": None, "float": torch.randn(2, 3, 7, 7), "bool": torch.rand(7, 7) > 0.3}[mask]
+    if mask == "bool":
+        attn_mask[:, 0] = True  # every query sees a key
+    out, clusters, (dense, reuse) = lsh_attention(q, k, v, planes, attn_mask)
+    q_hat, k_hat, v_hat = (_reconstruct(t, planes, 6) for t in (q, k, v))
+    expected = F.scaled_dot_product_attention(q_hat, k_hat, v_hat, attn_mask)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask), atol=1e-2)
+    assert [c.samples for c in clusters] == [6, 6, 6]  # one clustering per (batch, head)
+    assert dense == 2 * 6 * 7 * 7 * 2 * 4 and 0 < reuse < dense
+
+
+def test_lsh_attention_of_identical_tokens_by_hand():
+    from hwnas_pl.nn.reuse import CompressionRatio, ReuseAttention, is_attention
+    from timm.layers import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(dim=8, num_heads=2, qkv_bias=True).eval()
+    assert is_attention(attention)
+    layer = ReuseAttention(attention, input_dim=4, hash_size=8)
+    x = torch.randn(1, 1, 8).expand(1, 5, 8)  # 5 identical tokens: one cluster of Q, K and V per head
+    with torch.no_grad():
+        out = layer(x)
+        dense = attention(x)
+    assert torch.allclose(out, dense, atol=1e-6)  # identical rows are their own centroids
+    assert [c.n_centroids for c in layer.last] == [2, 2, 2] and layer.compression_ratio == pytest.approx(1 - 6 / 30)
+    metric = CompressionRatio()
+    metric.update(nn.Sequential(layer))
+    # dense: QK^T and AV, 2 x (2 heads x 5 x 5 x 4); reuse per head: (1 x 1 + 5 x 1) x 4
+    assert float(metric.compute()["macs_saved"]) == 2 * 2 * 5 * 5 * 4 - 2 * (1 + 5) * 4
+
+
+def test_attention_reuse_trains_straight_through():
+    import torch.nn.functional as F
+    from timm.layers import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(dim=8, num_heads=2)
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    layer = __import__("hwnas_pl.nn.reuse", fromlist=["ReuseAttention"]).ReuseAttention(attention, 2, 1)
+    out = layer(x)
+    assert not torch.allclose(out, attention(x), atol=1e-3)  # one hyperplane: coarse clusters in the forward
+    out.square().sum().backward()
+    reuse_grad = x.grad.clone()
+    x.grad = None
+    # the same loss with the dense forward's gradient path but the reuse output's value
+    qkv = attention.qkv(x).reshape(2, 6, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    dense = F.scaled_dot_product_attention(*qkv.unbind(0))
+    value = dense + (layer.attend(*qkv.detach().unbind(0)) - dense).detach()
+    attention.proj(value.transpose(1, 2).reshape(2, 6, 8)).square().sum().backward()
+    assert torch.allclose(reuse_grad, x.grad, atol=1e-6)
+
+
+def test_vit_and_swin_attentions_swapped_exact_when_off_and_with_fine_hashing():
+    from timm.layers import Attention
+    from timm.models.swin_transformer import SwinTransformer, WindowAttention
+    from timm.models.vision_transformer import VisionTransformer
+
+    from hwnas_pl.nn.reuse import QKV_REASON, ReuseAttention
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=16, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2, num_heads=2)
+    swin = SwinTransformer(img_size=32, patch_size=4, window_size=4, embed_dim=16, depths=(2,), num_heads=(2,),
+                           num_classes=3)  # fmt: skip  # block 1 shifts its windows: an attention mask
+    for net, x, kind in ((vit.eval(), torch.randn(2, 1, 16, 16), Attention),
+                         (swin.eval(), torch.randn(2, 3, 32, 32), WindowAttention)):  # fmt: skip
+        y = net(x)
+        names = [n for n, m in net.named_modules() if isinstance(m, kind)]
+        net, dense = to_reuse(net, {n: {"input_dim": 8, "hash_size": 40} for n in names}, default=None)
+        assert [n for n, m in net.named_modules() if isinstance(m, ReuseAttention)] == names
+        assert all(dense[f"{n}.qkv"] == QKV_REASON for n in names)
+        assert torch.allclose(net(x), y, atol=1e-4)  # distinct rows are their own centroids: attention exact
+        set_reuse(net, False)
+        assert torch.equal(net(x), y)
+        net = from_reuse(net)
+        assert [n for n, m in net.named_modules() if isinstance(m, kind)] == names and torch.equal(net(x), y)
+    # a coarse setting changes the output; naming qkv swaps it too
+    vit, dense = to_reuse(vit, {"blocks.0.attn.qkv": {"input_dim": 4, "hash_size": 2}},
+                          default={"input_dim": 4, "hash_size": 2})  # fmt: skip
+    assert isinstance(vit.blocks[0].attn.dense.qkv, ReuseLinear) and "blocks.1.attn.qkv" in dense
+    assert not torch.allclose(vit(torch.randn(1, 1, 16, 16)), y[:1], atol=1e-3)
