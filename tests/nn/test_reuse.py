@@ -257,8 +257,9 @@ def test_lsh_attention_is_attention_on_the_centroid_reconstructions(mask):
 
 
 def test_lsh_attention_of_identical_tokens_by_hand():
-    from hwnas_pl.nn.reuse import CompressionRatio, ReuseAttention, is_attention
     from timm.layers import Attention
+
+    from hwnas_pl.nn.reuse import CompressionRatio, ReuseAttention, is_attention
 
     torch.manual_seed(0)
     attention = Attention(dim=8, num_heads=2, qkv_bias=True).eval()
@@ -280,10 +281,12 @@ def test_attention_reuse_trains_straight_through():
     import torch.nn.functional as F
     from timm.layers import Attention
 
+    from hwnas_pl.nn.reuse import ReuseAttention
+
     torch.manual_seed(0)
     attention = Attention(dim=8, num_heads=2)
     x = torch.randn(2, 6, 8, requires_grad=True)
-    layer = __import__("hwnas_pl.nn.reuse", fromlist=["ReuseAttention"]).ReuseAttention(attention, 2, 1)
+    layer = ReuseAttention(attention, 2, 1)
     out = layer(x)
     assert not torch.allclose(out, attention(x), atol=1e-3)  # one hyperplane: coarse clusters in the forward
     out.square().sum().backward()
