@@ -119,6 +119,9 @@ def bench_main(args: list[str]) -> None:
     reuse.add_argument("--threads", type=int, default=1)
     reuse.add_argument("--frames", type=int, default=32, help="Frames timed (after --warmup more).")
     reuse.add_argument("--warmup", type=int, default=3)
+    reuse.add_argument("--reuse_frames", type=str, default="intra", choices=["intra", "inter", "both"],
+                       help="Clusters within each frame (intra), products reused from the previous frame (inter), "
+                            "or both.")  # fmt: skip
     reuse.add_argument("--config", type=str, default=None,
                        help="YAML of the reuse layers: {layers: {name: {input_dim, hash_size}}, default: {...}, "
                             "skip: [names]} (hwnas lsh-tune writes one).")  # fmt: skip
@@ -143,7 +146,7 @@ def bench_main(args: list[str]) -> None:
 
         result = benchmark_reuse(
             cfg.video, cfg.model, cfg.height, cfg.width, cfg.threads, settings.get("layers"),
-            settings.get("default"), tuple(settings.get("skip", ())), cfg.frames, cfg.warmup,
+            settings.get("default"), tuple(settings.get("skip", ())), cfg.frames, cfg.warmup, 0, cfg.reuse_frames,
         )  # fmt: skip
         print(json.dumps(result))
         return

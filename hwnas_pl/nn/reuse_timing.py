@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas_pl.nn.reuse import CompressionRatio, ReuseLayer, set_reuse, to_reuse
+from hwnas_pl.nn.reuse import CompressionRatio, ReuseLayer, reusable, set_reuse, to_reuse
 
 
 def calibrate_batchnorm(model: nn.Module, frames: torch.Tensor) -> None:
@@ -104,6 +104,7 @@ def benchmark_reuse(
     frames: int = 32,
     warmup: int = 3,
     seed: int = 0,
+    reuse_frames: str = "intra",
 ) -> dict[str, Any]:
     """The measurement of the module docstring, as one JSON-ready dict.
 
@@ -119,23 +120,28 @@ def benchmark_reuse(
         frames: frames timed (the first ones after ``warmup``).
         warmup: frames run before timing.
         seed: of the model's weights and of the projections.
+        reuse_frames: ``"intra"``, ``"inter"`` or ``"both"`` (:class:`~hwnas_pl.nn.reuse.ReuseLayer`): with the
+            inter-frame modes each frame reuses the products of the one before it (the clip runs on from its
+            first frame, warm-up included); the compression ratio then counts the products taken from the
+            previous frame as saved.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         net, name, clip = network_on_video(video, model, height, width, frames + warmup, seed)
-        dense_layers = {n: m for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-        inputs: dict[str, torch.Tensor] = {}
+        dense_layers = {n: m for n, m in net.named_modules() if reusable(m)}
+        inputs: dict[str, tuple] = {}
         net, kept = to_reuse(net, layers, default if default is not None else {"input_dim": 16, "hash_size": 8},
-                             skip, seed)  # fmt: skip
-        reuse_layers = {n: m for n, m in net.named_modules() if isinstance(m, ReuseLayer)}
+                             skip, seed, reuse_frames)  # fmt: skip
+        wrapping = {id(m.dense): m for m in net.modules() if isinstance(m, ReuseLayer)}
+        reuse_layers = {n: wrapping[id(m)] for n, m in dense_layers.items() if id(m) in wrapping}  # original names
         timer = _LayerTimer({n: reuse_layers.get(n, m) for n, m in dense_layers.items()})
         metric = CompressionRatio()
         dense_ms, reuse_ms, nmse = [], [], []
         layer_ms: dict[str, dict[str, list[float]]] = {n: {"dense": [], "reuse": []} for n in dense_layers}
         layer_nmse: dict[str, list[float]] = {n: [] for n in reuse_layers}
-        capture = {n: m.register_forward_pre_hook(lambda mod, i, n=n: inputs.__setitem__(n, i[0]))
-                   for n, m in reuse_layers.items()}  # fmt: skip
+        capture = {n: m.register_forward_pre_hook(lambda mod, a, k, n=n: inputs.__setitem__(n, (a, k)),
+                                                  with_kwargs=True) for n, m in reuse_layers.items()}  # fmt: skip
 
         def timed(x: torch.Tensor, reuse: bool) -> tuple[torch.Tensor, float, dict[str, list[float]]]:
             """(output, milliseconds, per-layer milliseconds) of one frame, reuse on or off."""
@@ -162,10 +168,13 @@ def benchmark_reuse(
                     layer_ms[n]["dense"] += dense_layer_times[n]
                     layer_ms[n]["reuse"] += reuse_layer_times[n]
                 for n, layer in reuse_layers.items():  # the layer alone, on the dense network's input to it
+                    args, kwargs = captured[n]
+                    kept_state = (dict(layer.cache), layer.last, layer.last_macs)  # the network's own frame
                     layer.enabled = False
-                    exact = layer(captured[n])
+                    exact = layer(*args, **kwargs)
                     layer.enabled = True
-                    layer_nmse[n].append(_nmse(exact, layer(captured[n])))
+                    layer_nmse[n].append(_nmse(exact, layer(*args, **kwargs)))
+                    layer.cache, layer.last, layer.last_macs = kept_state
         timer.remove()
         for h in capture.values():
             h.remove()
@@ -187,6 +196,7 @@ def benchmark_reuse(
             "frames": len(dense_ms),
             "input": [3, height, width],
             "threads": threads,
+            "reuse_frames": reuse_frames,
             "dense_ms_per_frame": dense_med,
             "reuse_ms_per_frame": reuse_med,
             "speedup": dense_med / reuse_med,

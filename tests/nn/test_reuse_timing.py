@@ -37,3 +37,33 @@ def test_bench_reuse_config_errors_are_one_sentence(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["bench", "reuse", "--video", str(video), "--config", str(tmp_path / "bad.yaml")])
     assert "Reuse config key 'defaults' is unknown; expected layers, default, skip." in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_reuse_inter_frame_modes_save_more_than_intra(tmp_path, capsys):
+    video = write_video(tmp_path / "clip.mp4", 5, 32, 32)
+    runs = {}
+    for mode in ("intra", "inter", "both"):
+        cli_main(["bench", "reuse", "--video", str(video), "--model", "resnet18", "--height", "32", "--width", "32",
+                  "--frames", "3", "--warmup", "1", "--reuse_frames", mode])  # fmt: skip
+        runs[mode] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert runs[mode]["reuse_frames"] == mode
+    # intra clusters within a frame; inter only takes the previous frame's products; both does the two
+    assert 0.0 < runs["intra"]["compression_ratio"] < runs["both"]["compression_ratio"]
+    assert 0.0 < runs["inter"]["compression_ratio"] <= runs["both"]["compression_ratio"]
+
+
+@pytest.mark.slow
+def test_benchmark_reuse_times_a_vit_with_attention_rows(tmp_path):
+    from timm.models.vision_transformer import VisionTransformer
+
+    from hwnas_pl.nn.reuse import QKV_REASON
+    from hwnas_pl.nn.reuse_timing import benchmark_reuse
+
+    video = write_video(tmp_path / "clip.mp4", 3, 32, 32)
+    vit = VisionTransformer(img_size=32, patch_size=8, num_classes=3, embed_dim=16, depth=1, num_heads=2)
+    out = benchmark_reuse(video, vit, 32, 32, frames=2, warmup=1, default={"input_dim": 8, "hash_size": 8})
+    rows = {r["layer"]: r for r in out["layers"]}
+    assert rows["blocks.0.attn"]["reuse_ms"] > 0 and 0.0 <= rows["blocks.0.attn"]["cr"] <= 1.0
+    assert rows["blocks.0.attn"]["nmse"] >= 0.0 and rows["blocks.0.attn.qkv"]["dense_because"] == QKV_REASON
+    assert out["model"] == "VisionTransformer" and out["output_nmse"] >= 0.0
