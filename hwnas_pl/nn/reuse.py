@@ -55,7 +55,7 @@ class Clusters:
     keys: torch.Tensor | None = None  # (U,) sorted (block, sample, code) packed in int64, when it fits
     samples: int = 1
     computed: int | None = None
-    hash_size: int = 0
+    hash_size: int = 0  # bits of a code within its (block, sample): H, plus 7 with a norm bucket
 
     @property
     def blocks(self) -> int:
@@ -103,13 +103,18 @@ def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
     return (bits.to(torch.int64) * weights).sum(-1)
 
 
-def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1) -> Clusters:
-    """Cluster the rows of ``x`` ``(N, D)`` block by block with the hyperplanes ``planes`` ``(L, H)``.
+def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1, norm_step: float | None = None) -> Clusters:
+    r"""Cluster the rows of ``x`` ``(N, D)`` block by block with the hyperplanes ``planes`` ``(L, H)``.
 
     All blocks in one pass: a sub-vector's key is its block index followed by its ``H`` sign bits, so one sort
     (``torch.unique``) groups every block's clusters, contiguously and in block order. With ``samples`` > 1 the
     rows are that many equal consecutive groups (the samples of a batch, the heads of an attention) clustered
     separately: the sample index sits between block and code in the key, so no cluster crosses two samples.
+
+    ``norm_step`` (beyond the paper and Deep Reuse): sign bits keep a sub-vector's direction, not its length, so
+    a cluster may average vectors of very different norms. With a step :math:`s`, the key also holds the bucket
+    :math:`\lfloor \log_2 \lVert v \rVert / s \rfloor` (7 bits; zero vectors apart), so the norms within a
+    cluster differ by less than a factor :math:`2^s`.
     """
     input_dim, hash_size = planes.shape
     blocks = _blocks(x, input_dim)  # (B, N, L)
@@ -118,12 +123,18 @@ def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1) -> Clus
         raise ConfigError(f"LSH clustering of {n} rows in {samples} samples needs a whole number of rows per sample.")
     bits = (blocks @ planes.to(x.dtype)) > 0  # (B, N, H)
     codes = _pack_bits(bits)  # (B, N)
+    code_bits = hash_size
+    if norm_step is not None:
+        norms = blocks.norm(dim=-1)
+        bucket = torch.floor(torch.log2(norms.clamp_min(1e-30)) / norm_step).clamp(-63, 63).to(torch.int64) + 64
+        codes = codes + torch.where(norms > 0, bucket, torch.zeros_like(bucket)) * (2**hash_size)
+        code_bits = hash_size + 7
     groups = torch.arange(n_blocks * samples, device=x.device).reshape(n_blocks, samples, 1)
     groups = groups.expand(n_blocks, samples, n // samples).reshape(n_blocks, n)  # block * samples + sample
     keys = None
-    if hash_size + (n_blocks * samples).bit_length() <= 62:  # (block, sample, code) packed in one int64
-        unique, inverse = torch.unique((codes + groups * (2**hash_size)).reshape(-1), return_inverse=True)
-        block_of, keys = unique // (2**hash_size) // samples, unique
+    if code_bits + (n_blocks * samples).bit_length() <= 62:  # (block, sample, code) packed in one int64
+        unique, inverse = torch.unique((codes + groups * (2**code_bits)).reshape(-1), return_inverse=True)
+        block_of, keys = unique // (2**code_bits) // samples, unique
     else:
         pairs = torch.stack([groups.reshape(-1), codes.reshape(-1)], dim=1)
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
@@ -131,7 +142,7 @@ def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1) -> Clus
     flat = blocks.reshape(-1, input_dim)
     sums = torch.zeros(len(unique), input_dim, dtype=x.dtype, device=x.device).index_add_(0, inverse, flat)
     counts = torch.bincount(inverse, minlength=len(unique)).to(x.dtype)
-    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n, keys, samples, None, hash_size)
+    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n, keys, samples, None, code_bits)
 
 
 def _weight_blocks(weight: torch.Tensor, blocks: int, input_dim: int) -> torch.Tensor:
@@ -218,8 +229,8 @@ class _StraightThrough(torch.autograd.Function):
     """Forward: the reuse product; backward: the dense product's gradients."""
 
     @staticmethod
-    def forward(ctx, x, weight, planes, input_dim, stats, cache, frames, samples):
-        clusters = lsh_cluster(x.detach(), planes, samples)
+    def forward(ctx, x, weight, planes, input_dim, stats, cache, frames, samples, norm_step):
+        clusters = lsh_cluster(x.detach(), planes, samples, norm_step)
         stats.append(clusters)
         ctx.save_for_backward(x, weight)
         return reuse_product(x.detach(), weight.detach(), clusters, input_dim, cache, frames)
@@ -227,7 +238,7 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        return grad @ weight.T, x.T @ grad, None, None, None, None, None, None
+        return grad @ weight.T, x.T @ grad, None, None, None, None, None, None, None
 
 
 def reuse_matmul(
@@ -238,14 +249,17 @@ def reuse_matmul(
     cache: dict | None = None,
     frames: str = "intra",
     samples: int = 1,
+    norm_step: float | None = None,
 ):
     """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids, straight-through in backward.
 
     The clusters are appended to ``stats``; ``cache`` and ``frames`` set inter-frame reuse (see
-    :func:`reuse_product`); ``samples`` clusters that many equal groups of rows separately (:func:`lsh_cluster`).
+    :func:`reuse_product`); ``samples`` and ``norm_step`` as :func:`lsh_cluster`.
     """
     stats = [] if stats is None else stats
-    return _StraightThrough.apply(x, weight, planes.to(x.device), planes.shape[0], stats, cache, frames, samples)
+    return _StraightThrough.apply(
+        x, weight, planes.to(x.device), planes.shape[0], stats, cache, frames, samples, norm_step
+    )
 
 
 FRAMES = ("intra", "inter", "both")
@@ -265,6 +279,7 @@ class ReuseLayer(nn.Module):
             reuse its products). :meth:`reset` at a clip boundary; the memory held is one frame's cluster products.
         per_sample: cluster each sample of a batch on its own (a batch of frames then gives what batch-1
             inference gives); otherwise rows of the whole batch share clusters (Deep Reuse's batch clustering).
+        norm_step: also bucket sub-vectors by norm (:func:`lsh_cluster`; beyond the paper); ``None``: sign bits only.
     """
 
     def __init__(
@@ -275,13 +290,16 @@ class ReuseLayer(nn.Module):
         seed: int = 0,
         frames: str = "intra",
         per_sample: bool = False,
+        norm_step: float | None = None,
     ):
         super().__init__()
+        if norm_step is not None and norm_step <= 0:
+            raise ConfigError(f"Reuse norm_step must be > 0 or null, got {norm_step}.")
         if frames not in FRAMES:
             raise ConfigError(f"Reuse frames must be one of {', '.join(FRAMES)}, got '{frames}'.")
         self.dense = dense
         self.input_dim, self.hash_size, self.seed, self.frames = input_dim, hash_size, seed, frames
-        self.per_sample = per_sample
+        self.per_sample, self.norm_step = per_sample, norm_step
         self.register_buffer("planes", projections(input_dim, hash_size, seed), persistent=False)
         self.enabled = True
         self.last: list[Clusters] = []
@@ -310,7 +328,7 @@ class ReuseLayer(nn.Module):
         self.last = []
         cache = self.cache if self.frames != "intra" else None
         out = reuse_matmul(rows, weight, self.planes, self.last, cache, self.frames,
-                           samples if self.per_sample else 1)  # fmt: skip
+                           samples if self.per_sample else 1, self.norm_step)  # fmt: skip
         macs_per_product = self.input_dim * weight.shape[1]
         self.last_macs = (
             sum(c.rows * c.blocks for c in self.last) * macs_per_product,
@@ -343,13 +361,14 @@ class ReuseConv2d(ReuseLayer):
         seed: int = 0,
         frames: str = "intra",
         per_sample: bool = False,
+        norm_step: float | None = None,
     ):
         if dense.groups != 1 or dense.padding_mode != "zeros" or isinstance(dense.padding, str):
             raise ConfigError(
                 f"ReuseConv2d needs an ungrouped convolution with numeric zero padding, got groups={dense.groups}, "
                 f"padding={dense.padding!r}, padding_mode={dense.padding_mode!r}."
             )
-        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample)
+        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
@@ -405,6 +424,7 @@ def lsh_attention(
     attn_mask: torch.Tensor | None = None,
     scale: float | None = None,
     is_causal: bool = False,
+    norm_step: float | None = None,
 ) -> tuple[torch.Tensor, list[Clusters], tuple[int, int]]:
     r"""``softmax(Q Kᵀ · scale + mask) V`` with Q, K and V each clustered per head (and per sample) by LSH.
 
@@ -419,7 +439,7 @@ def lsh_attention(
     """
     batch, heads, n, d = q.shape
     groups, input_dim = batch * heads, planes.shape[0]
-    cq, ck, cv = (lsh_cluster(t.reshape(groups * t.shape[2], d), planes, groups) for t in (q, k, v))
+    cq, ck, cv = (lsh_cluster(t.reshape(groups * t.shape[2], d), planes, groups, norm_step) for t in (q, k, v))
     pq, sq, nq = _padded(cq)
     pk, sk, nk = _padded(ck)
     pv, sv, nv = _padded(cv)
@@ -466,13 +486,13 @@ class ReuseAttention(ReuseLayer):
     """
 
     def __init__(self, dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra",
-                 per_sample: bool = True):  # fmt: skip
+                 per_sample: bool = True, norm_step: float | None = None):  # fmt: skip
         if not is_attention(dense):
             raise ConfigError(f"ReuseAttention wraps an attention with qkv, num_heads and fused_attn, got "
                               f"{type(dense).__name__}.")  # fmt: skip
         if frames != "intra":
             raise ConfigError(f"Attention reuse is intra-frame only, got frames='{frames}'.")
-        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample)
+        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
 
     def attend(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         """``F.scaled_dot_product_attention`` on LSH centroids, straight-through in backward."""
@@ -481,7 +501,7 @@ class ReuseAttention(ReuseLayer):
         with torch.no_grad():
             planes = self.planes.to(q.device)
             out, self.last, self.last_macs = lsh_attention(
-                q.detach(), k.detach(), v.detach(), planes, attn_mask, scale, is_causal
+                q.detach(), k.detach(), v.detach(), planes, attn_mask, scale, is_causal, self.norm_step
             )
         if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
             dense = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale)
@@ -527,15 +547,21 @@ QKV_REASON = (
 
 
 def reuse_layer(
-    dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra", per_sample: bool = False
+    dense: nn.Module,
+    input_dim: int,
+    hash_size: int,
+    seed: int = 0,
+    frames: str = "intra",
+    per_sample: bool = False,
+    norm_step: float | None = None,
 ) -> ReuseLayer:
     """The reuse layer of a ``Conv2d``, ``Linear`` or attention layer (a one-sentence error for any other)."""
     if is_attention(dense):
-        return ReuseAttention(dense, input_dim, hash_size, seed, "intra", per_sample=True)
+        return ReuseAttention(dense, input_dim, hash_size, seed, "intra", True, norm_step)
     if isinstance(dense, nn.Conv2d):
-        return ReuseConv2d(dense, input_dim, hash_size, seed, frames, per_sample)
+        return ReuseConv2d(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
     if isinstance(dense, nn.Linear):
-        return ReuseLinear(dense, input_dim, hash_size, seed, frames, per_sample)
+        return ReuseLinear(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
     raise ConfigError(f"Reuse layers replace Conv2d, Linear and attention layers, got {type(dense).__name__}.")
 
 
@@ -561,7 +587,8 @@ def to_reuse(
 
     Args:
         model: any network.
-        layers: module name -> ``{input_dim, hash_size}`` (the per-layer config ``hwnas lsh-tune`` writes).
+        layers: module name -> ``{input_dim, hash_size}`` and optionally ``norm_step`` (the per-layer config
+            ``hwnas lsh-tune`` writes).
         default: the settings of layers ``layers`` does not name; ``None`` swaps only the named ones.
         skip: names kept dense (e.g. the stem, the classifier).
         seed: projections of layer ``i`` (in ``named_modules`` order) are seeded with ``seed + i``.
@@ -596,8 +623,9 @@ def to_reuse(
             continue
         swaps.append((name, module, settings, seed + i))
     for name, module, settings, layer_seed in sorted(swaps, key=lambda t: -t[0].count(".")):  # children first
+        norm_step = settings.get("norm_step")
         layer = reuse_layer(module, int(settings["input_dim"]), int(settings["hash_size"]), layer_seed, frames,
-                            per_sample)  # fmt: skip
+                            per_sample, None if norm_step is None else float(norm_step))  # fmt: skip
         _set_module(model, name, layer)
     return model, dense
 

@@ -328,3 +328,18 @@ def test_vit_and_swin_attentions_swapped_exact_when_off_and_with_fine_hashing():
                           default={"input_dim": 4, "hash_size": 2})  # fmt: skip
     assert isinstance(vit.blocks[0].attn.dense.qkv, ReuseLinear) and "blocks.1.attn.qkv" in dense
     assert not torch.allclose(vit(torch.randn(1, 1, 16, 16)), y[:1], atol=1e-3)
+
+
+def test_norm_buckets_keep_vectors_of_different_lengths_apart():
+    planes = torch.eye(2)  # the hash is the sign of each coordinate: [1, 0], [1.5, 0] and [4, 0] share it
+    x = torch.tensor([[1.0, 0.0], [1.5, 0.0], [4.0, 0.0], [0.0, 0.0], [1e-3, 0.0]])
+    signs = lsh_cluster(x, planes)
+    assert signs.index[0, 0] == signs.index[0, 1] == signs.index[0, 2]  # direction only: one cluster
+    normed = lsh_cluster(x, planes, norm_step=1.0)  # buckets floor(log2 |v|): 0, 0, 2, zero apart, -10
+    ids = normed.index[0].tolist()
+    assert ids[0] == ids[1] and len({ids[0], ids[2], ids[3], ids[4]}) == 4
+    assert normed.centroids[ids[0]].tolist() == [1.25, 0.0] and normed.n_centroids == 4
+    net, _ = to_reuse(nn.Sequential(nn.Linear(2, 1)), default={"input_dim": 2, "hash_size": 2, "norm_step": 0.5})
+    assert net[0].norm_step == 0.5
+    with pytest.raises(ConfigError, match="norm_step must be > 0 or null, got 0"):
+        ReuseLinear(nn.Linear(2, 1), 2, 2, norm_step=0)
