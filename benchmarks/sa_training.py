@@ -1,0 +1,170 @@
+"""SA-training (Treasure What You Have §3.2, Algorithm 1): does fine-tuning with the similarity regularizers raise
+reuse at equal accuracy? On Fashion-MNIST's real IDX files.
+
+The CNN of ``benchmarks/reuse_accuracy.py`` (``SmallCNN`` width 32, trained 4 epochs; loaded from its cache or
+trained here) is fine-tuned with reuse in the forward pass (straight-through gradients; each image clustered on its
+own) on ``--train_size`` training images, SGD momentum 0.9, lr 0.01 (Table 2's optimiser), batch 64, in pairs of
+"consecutive frames": each image and its copy shifted by one pixel (Fashion-MNIST has no video; a one-pixel pan is
+the smallest camera motion). Variants, from the same start and the same batches:
+
+- ``none``: cross-entropy only (reuse in the loop);
+- ``eq1``: + λ·r (Eq. 1, :class:`~hwnas_pl.nn.similarity_regularization.IntraFrameSimilarity`) on the four ReLU
+  outputs;
+- ``eq2``: + λ_t·r_t (Eq. 2, :class:`~hwnas_pl.nn.similarity_regularization.InterFrameSimilarity`), same layers;
+- ``both``;
+
+at the paper's λ = 0.001 (λ_t = λ; the paper gives no λ_t) and at ``--strong`` (both terms). Each is measured on the
+first ``--eval_size`` test images: accuracy with reuse, intra-frame CR (products saved / sub-vectors), and the CR of
+inter+intra reuse (``frames: both``) on the shifted copy after the image. Issue 18's target: ≥ 10 points more CR at
+equal accuracy (±0.3) with the regularizers. Prints one JSON object.
+
+    python benchmarks/sa_training.py      # ~30 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reuse_accuracy import build, load, train  # noqa: E402
+
+from hwnas_pl.nn.reuse import CompressionRatio, reset_reuse, to_reuse  # noqa: E402
+from hwnas_pl.nn.similarity_regularization import InterFrameSimilarity, IntraFrameSimilarity  # noqa: E402
+
+LAYERS = ["features.2", "features.5", "features.9", "features.12"]  # the four ReLUs of SmallCNN(stages=2)
+
+
+def shifted(x: torch.Tensor) -> torch.Tensor:
+    """The next "frame": the image panned one pixel to the right (the constant background wraps)."""
+    return x.roll(1, dims=3)
+
+
+def fine_tune(net, x, y, terms, steps_seed: int, epochs: int) -> float:
+    """SGD (lr 0.01, momentum 0.9), batch 64 pairs; loss CE + Σ weight·term; returns seconds."""
+    holder = types.SimpleNamespace(net=net)
+    for term in terms:
+        term.attach(holder)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    t0 = time.perf_counter()
+    net.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(steps_seed + epoch))
+        for i in range(0, len(x), 64):
+            idx = order[i : i + 64]
+            frames = torch.stack([x[idx], shifted(x[idx])], 1).reshape(-1, *x.shape[1:])  # clips of 2, flattened
+            labels = y[idx].repeat_interleave(2)
+            out = net(frames)
+            loss = F.cross_entropy(out, labels)
+            for term in terms:
+                loss = loss + term.weight * term(holder, (frames, labels), out)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    return time.perf_counter() - t0
+
+
+def measure(net, x, y) -> dict:
+    """Accuracy with reuse, intra-frame CR, and the CR of inter+intra reuse on the shifted frame after each image."""
+    correct, intra, inter = 0, CompressionRatio(), CompressionRatio()
+    modes = {m: m.frames for m in net.modules() if hasattr(m, "frames")}
+    with torch.no_grad():
+        for i in range(0, len(x), 250):
+            xb = x[i : i + 250]
+            correct += int((net(xb).argmax(1) == y[i : i + 250]).sum())
+            intra.update(net)
+            for m in modes:
+                m.frames = "both"
+            reset_reuse(net)
+            net(xb)
+            net(shifted(xb))  # each image's next frame reuses the clusters it shares with the image
+            inter.update(net)
+            reset_reuse(net)
+            for m, mode in modes.items():
+                m.frames = mode
+    return {
+        "accuracy": 100.0 * correct / len(x),
+        "compression_ratio": float(intra.compute()["compression_ratio"]),
+        "macs_saved_fraction": float(intra.compute()["macs_saved_fraction"]),
+        "inter_frame_compression_ratio": float(inter.compute()["compression_ratio"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--cache", default="logs/reuse_accuracy")
+    parser.add_argument("--train_size", type=int, default=6000)
+    parser.add_argument("--eval_size", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--input_dim", type=int, default=4)
+    parser.add_argument("--hash_size", type=int, default=32)
+    parser.add_argument("--norm_step", type=float, default=None)
+    parser.add_argument("--weight", type=float, default=1e-3, help="λ = λ_t (the paper's λ)")
+    parser.add_argument("--strong", type=float, default=1.0, help="λ = λ_t of the strong variant")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load(args.data_dir)
+    torch.manual_seed(args.seed)
+    base, _ = build("cnn")
+    path = Path(args.cache) / f"cnn_e4_s{args.seed}.pt"
+    if path.is_file():
+        base.load_state_dict(torch.load(path))
+    else:
+        train(base, data, 4, 2e-3, args.seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(base.state_dict(), path)
+    base.eval()
+    xt, yt = data["train"][0][: args.train_size], data["train"][1][: args.train_size]
+    xe, ye = data["test"][0][: args.eval_size], data["test"][1][: args.eval_size]
+    setting = {"input_dim": args.input_dim, "hash_size": args.hash_size}
+    if args.norm_step is not None:
+        setting["norm_step"] = args.norm_step
+
+    def reused(net):
+        return to_reuse(copy.deepcopy(net), default=setting, skip=("classifier",), per_sample=True)[0]
+
+    with torch.no_grad():
+        dense_acc = 100.0 * float((base(xe).argmax(1) == ye).float().mean())
+    result = {"setting": setting, "train_images": len(xt), "eval_images": len(xe), "dense_accuracy": dense_acc,
+              "before": measure(reused(base), xe, ye), "variants": {}}  # fmt: skip
+    print(json.dumps(result), flush=True)
+    variants = {
+        "none": [],
+        "eq1": [IntraFrameSimilarity(LAYERS, weight=args.weight)],
+        "eq2": [InterFrameSimilarity(LAYERS, frames=2, weight=args.weight)],
+        "both": [IntraFrameSimilarity(LAYERS, weight=args.weight), InterFrameSimilarity(LAYERS, weight=args.weight)],
+        "both_strong": [
+            IntraFrameSimilarity(LAYERS, weight=args.strong),
+            InterFrameSimilarity(LAYERS, weight=args.strong),
+        ],  # fmt: skip
+    }
+    for name, terms in variants.items():
+        torch.manual_seed(args.seed)
+        net = reused(base)
+        seconds = fine_tune(net, xt, yt, terms, args.seed, args.epochs)
+        result["variants"][name] = {**measure(net, xe, ye), "train_seconds": seconds}
+        print(json.dumps({name: result["variants"][name]}), flush=True)
+    ref = result["variants"]["none"]
+    for name, row in result["variants"].items():
+        row["cr_gain_points"] = 100 * (row["compression_ratio"] - ref["compression_ratio"])
+        row["inter_cr_gain_points"] = 100 * (
+            row["inter_frame_compression_ratio"] - ref["inter_frame_compression_ratio"]
+        )
+        row["accuracy_vs_none"] = row["accuracy"] - ref["accuracy"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
