@@ -157,7 +157,7 @@ def main() -> None:
         result["variants"][name] = {**measure(net, xe, ye), "train_seconds": seconds}
         print(json.dumps({name: result["variants"][name]}), flush=True)
     ref = result["variants"]["none"]
-    for name, row in result["variants"].items():
+    for row in result["variants"].values():
         row["cr_gain_points"] = 100 * (row["compression_ratio"] - ref["compression_ratio"])
         row["inter_cr_gain_points"] = 100 * (
             row["inter_frame_compression_ratio"] - ref["inter_frame_compression_ratio"]
