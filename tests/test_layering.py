@@ -24,6 +24,8 @@ CORE = [
     "hwnas_pl.search.analognas_evolution",
     "hwnas_pl.surrogates",
     "hwnas_pl.nn",
+    "hwnas_pl.nn.reuse",
+    "hwnas_pl.nn.similarity_regularization",
     "hwnas_pl.models",
     "hwnas_pl.distributed",
     "hwnas_pl.rng",

@@ -572,8 +572,8 @@ def reusable(module: nn.Module) -> bool:
 
 def to_reuse(
     model: nn.Module,
-    layers: dict[str, dict[str, int]] | None = None,
-    default: dict[str, int] | None = DEFAULT_LAYER,
+    layers: dict[str, dict[str, int | float]] | None = None,
+    default: dict[str, int | float] | None = DEFAULT_LAYER,
     skip: tuple[str, ...] = (),
     seed: int = 0,
     frames: str = "intra",
@@ -701,21 +701,24 @@ class CompressionRatio(Metric):
 class ReuseTransform(ModelTransform):
     """``transforms: [ReuseTransform]`` in a module's config: :func:`to_reuse` on the built network.
 
-    Args: as :func:`to_reuse` (``layers``, ``default``, ``skip``, ``seed``, ``frames``).
+    Args: as :func:`to_reuse` (``layers``, ``default``, ``skip``, ``seed``, ``frames``, ``per_sample``).
     """
 
     def __init__(
         self,
-        layers: dict[str, dict[str, int]] | None = None,
-        default: dict[str, int] | None = None,
+        layers: dict[str, dict[str, int | float]] | None = None,
+        default: dict[str, int | float] | None = None,
         skip: tuple[str, ...] = (),
         seed: int = 0,
         frames: str = "intra",
+        per_sample: bool = False,
     ) -> None:
         self.layers, self.default = layers, dict(DEFAULT_LAYER) if default is None else default
-        self.skip, self.seed, self.frames = tuple(skip), seed, frames
+        self.skip, self.seed, self.frames, self.per_sample = tuple(skip), seed, frames, per_sample
         self.dense_layers: dict[str, str] = {}
 
     def apply(self, net: nn.Module) -> nn.Module:
-        net, self.dense_layers = to_reuse(net, self.layers, self.default, self.skip, self.seed, self.frames)
+        net, self.dense_layers = to_reuse(
+            net, self.layers, self.default, self.skip, self.seed, self.frames, self.per_sample
+        )
         return net

@@ -37,3 +37,50 @@ class ModelTransform:
     def on_save_checkpoint(self, module: Any, checkpoint: dict[str, Any]) -> None: ...
 
     def on_load_checkpoint(self, module: Any, checkpoint: dict[str, Any]) -> None: ...
+
+
+class LoadWeights(ModelTransform):
+    """Load a trained network's weights: fine-tuning starts here.
+
+    List it before the transforms that change the network (e.g. ``ReuseTransform`` for SA-training).
+
+    Args:
+        path: a Lightning checkpoint of a module of this package (its ``state_dict`` under ``prefix``), or a plain
+            state dict saved with ``torch.save``.
+        prefix: the network's key prefix in a checkpoint's ``state_dict`` (``net.``; ``supernet.`` for a
+            supernet); keys without it are ignored. A plain state dict is taken as it is.
+        strict: every parameter and buffer of the network must be in the file, with the same shape.
+    """
+
+    def __init__(self, path: str, prefix: str = "net.", strict: bool = True) -> None:
+        self.path, self.prefix, self.strict = str(path), prefix, strict
+
+    def apply(self, net: nn.Module) -> nn.Module:
+        from pathlib import Path
+
+        import torch
+
+        from hwnas_pl.errors import UserInputError
+
+        if not Path(self.path).is_file():
+            raise UserInputError(f"LoadWeights path '{self.path}' does not exist; expected a checkpoint or state dict.")
+        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        if isinstance(saved, dict) and isinstance(saved.get("state_dict"), dict):
+            n = len(self.prefix)
+            state = {k[n:]: v for k, v in saved["state_dict"].items() if k.startswith(self.prefix)}
+        elif isinstance(saved, dict) and all(isinstance(v, torch.Tensor) for v in saved.values()):
+            state = saved
+        else:
+            raise UserInputError(f"LoadWeights '{self.path}' holds neither a checkpoint nor a state dict.")
+        own = net.state_dict()
+        missing = [k for k in own if k not in state]
+        wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+        if self.strict and (missing or wrong):
+            key = (missing or wrong)[0]
+            what = "has no" if missing else f"has shape {tuple(state[key].shape)} for"
+            raise UserInputError(
+                f"LoadWeights '{self.path}' {what} '{key}' (the network's is {tuple(own[key].shape)}); expected the "
+                "weights of the same network."
+            )
+        net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong}, strict=False)
+        return net

@@ -1,0 +1,70 @@
+"""SA-training as a user runs it: a pre-trained CNN fine-tuned with reuse in the loop and Eq. 1 from a config
+(``hwnas fit``), on tiny Fashion-MNIST IDX files; the weights it starts from (``LoadWeights``)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, hwnas_env
+from torch import nn
+
+from hwnas_pl.errors import UserInputError
+from hwnas_pl.nn import LoadWeights
+
+HWNAS = str(Path(sys.executable).parent / "hwnas")
+
+
+def test_load_weights_from_a_checkpoint_or_a_state_dict(tmp_path):
+    torch.manual_seed(0)
+    trained = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    trained[1].running_mean.fill_(0.5)
+    state = trained.state_dict()
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "m.ckpt")
+    torch.save(state, tmp_path / "plain.pt")
+    for path in ("m.ckpt", "plain.pt"):
+        fresh = LoadWeights(str(tmp_path / path)).apply(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)))
+        assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(UserInputError, match=r"has shape \(2, 1, 3, 3\) for '0.weight' \(the network's is \(4, 1, 3"):
+        LoadWeights(str(tmp_path / "m.ckpt")).apply(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
+    with pytest.raises(UserInputError, match="has no '2.weight'"):
+        LoadWeights(str(tmp_path / "plain.pt")).apply(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2),
+                                                                    nn.Linear(2, 2)))  # fmt: skip
+    with pytest.raises(UserInputError, match="LoadWeights path '.*nothing.ckpt' does not exist"):
+        LoadWeights(str(tmp_path / "nothing.ckpt")).apply(trained)
+
+
+def _fit(*args, cwd):
+    proc = subprocess.run([HWNAS, "fit", *args, "--trainer.enable_progress_bar", "false"], cwd=cwd, env=hwnas_env(),
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_sa_training_config_fine_tunes_the_pretrained_cnn_with_reuse_and_eq1(tmp_path):
+    from datasets import write_mnist
+    from wandb_reader import read_wandb_history
+
+    data = write_mnist(tmp_path / "fmnist", n_train=160, n_test=20)
+    small = ["--data.init_args.data_dir", str(data), "--data.init_args.val_size", "40", "--trainer.max_epochs", "1"]
+    _fit("--config", str(CONFIGS / "fashionmnist_cnn.yaml"), *small, "--data.init_args.batch_size", "40", cwd=tmp_path)
+    pretrained = torch.load(tmp_path / "outputs" / "pretrained" / "fashionmnist_cnn.ckpt", weights_only=True)
+    _fit("--config", str(CONFIGS / "sa_training_fashionmnist.yaml"), *small, "--data.init_args.train_size", "null",
+         "--data.init_args.batch_size", "20", cwd=tmp_path)  # fmt: skip
+    run = tmp_path / "logs" / "sa_training_fashionmnist"
+    ckpt = torch.load(next(run.rglob("last.ckpt")), weights_only=True)
+    state = ckpt["state_dict"]
+    # every 3x3 convolution ran on centroids (the wrapped layer's weights), started from the pre-trained ones
+    assert [k for k in state if k.endswith("dense.weight")] == [f"net.features.{i}.dense.weight" for i in (0, 3, 7, 10)]
+    assert "net.classifier.weight" in state and not torch.equal(
+        state["net.features.0.dense.weight"], torch.zeros_like(state["net.features.0.dense.weight"])
+    )
+    assert state["net.features.0.dense.weight"].shape == pretrained["state_dict"]["net.features.0.weight"].shape
+    # Eq. 1's running mean of each ReLU map is in the checkpoint: 120 training images seen
+    assert state["loss_terms.intra_frame_similarity.mean_0"].shape == (32, 28, 28)
+    assert float(state["loss_terms.intra_frame_similarity.samples"]) == 120
+    history = read_wandb_history(next(run.rglob("run-*.wandb")).parent)
+    values = [h["train/intra_frame_similarity"] for h in history if "train/intra_frame_similarity" in h]
+    assert values and all(v >= 0 for v in values)
