@@ -353,22 +353,13 @@ class ReuseLinear(ReuseLayer):
 class ReuseConv2d(ReuseLayer):
     """``nn.Conv2d`` (groups 1) through im2col: one row per receptive field, clustered, multiplied on centroids."""
 
-    def __init__(
-        self,
-        dense: nn.Conv2d,
-        input_dim: int,
-        hash_size: int,
-        seed: int = 0,
-        frames: str = "intra",
-        per_sample: bool = False,
-        norm_step: float | None = None,
-    ):
+    def __init__(self, dense: nn.Conv2d, *args, **kwargs):  # the arguments of ReuseLayer
         if dense.groups != 1 or dense.padding_mode != "zeros" or isinstance(dense.padding, str):
             raise ConfigError(
                 f"ReuseConv2d needs an ungrouped convolution with numeric zero padding, got groups={dense.groups}, "
                 f"padding={dense.padding!r}, padding_mode={dense.padding_mode!r}."
             )
-        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
+        super().__init__(dense, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.dense
