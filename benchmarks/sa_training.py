@@ -18,7 +18,7 @@ first ``--eval_size`` test images: accuracy with reuse, intra-frame CR (products
 inter+intra reuse (``frames: both``) on the shifted copy after the image. Issue 18's target: ≥ 10 points more CR at
 equal accuracy (±0.3) with the regularizers. Prints one JSON object.
 
-    python benchmarks/sa_training.py      # ~30 min on 2 cores
+    python benchmarks/sa_training.py      # ~40 min on 2 cores
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--cache", default="logs/reuse_accuracy")
-    parser.add_argument("--train_size", type=int, default=6000)
+    parser.add_argument("--train_size", type=int, default=2000)
     parser.add_argument("--eval_size", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--input_dim", type=int, default=4)

@@ -183,6 +183,9 @@ def lsh_tune_main(args: list[str]) -> None:
     parser.add_argument("--workers", type=int, default=1, help="Processes, one layer each at a time.")
     parser.add_argument("--max_nmse", type=float | None, default=None,
                         help="Instead of Eq. 3's Theta: the most compression within this layer NMSE.")  # fmt: skip
+    parser.add_argument("--norm_step", type=float | None, default=None,
+                        help="Also bucket sub-vectors by norm with this step (log2 units; beyond the paper), fixed "
+                             "for every layer and written with each layer's setting.")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="Of the model, the projections and the initial design.")
     parser.add_argument("--output", type=str, default="lsh_layers.yaml")
     cfg = parser.parse_args(args)
@@ -198,7 +201,7 @@ def lsh_tune_main(args: list[str]) -> None:
     net, name, clip = network_on_video(cfg.video, cfg.model, cfg.height, cfg.width, cfg.frames, cfg.seed)
     tuned = tune_network(net, clip, cfg.workers, input_dims=cfg.input_dims, hash_sizes=cfg.hash_sizes,
                          n_init=cfg.n_init, budget=cfg.budget, seed=cfg.seed, projection_seed=cfg.seed,
-                         max_nmse=cfg.max_nmse)  # fmt: skip
+                         max_nmse=cfg.max_nmse, norm_step=cfg.norm_step)  # fmt: skip
     rows = [{"layer": n, **t.best, "evaluations": len(t.history), "seconds": s} for n, (t, s) in tuned.items()]
     aim = "least Theta = MSE / sigma" if cfg.max_nmse is None else f"most compression within NMSE {cfg.max_nmse}"
     header = f"# hwnas lsh-tune --video {cfg.video} --model {name}: per layer the (input_dim, hash_size) of {aim}\n"

@@ -34,24 +34,31 @@ HASH_SIZES = tuple(range(2, 17))
 
 
 def reuse_error(
-    dense: nn.Module, inputs: torch.Tensor, input_dim: int, hash_size: int, seed: int = 0, per_sample: bool = False
+    dense: nn.Module,
+    inputs: torch.Tensor,
+    input_dim: int,
+    hash_size: int,
+    seed: int = 0,
+    per_sample: bool = False,
+    norm_step: float | None = None,
 ) -> dict:
     """Θ of Eq. 3 and its parts for one layer on ``inputs`` (no gradients).
 
     ``per_sample``: ``inputs`` is a batch of frames, each clustered on its own as in batch-1 inference (else all
-    rows share clusters).
+    rows share clusters). ``norm_step``: the norm buckets of :func:`~hwnas_pl.nn.reuse.lsh_cluster` (beyond the paper).
 
     Returns ``mse``, ``nmse`` (MSE over the dense output's variance), ``sigma`` (sub-vectors / centroids),
     ``compression_ratio`` (``1 - 1/sigma``) and ``theta`` (``mse / sigma``).
     """
-    layer = reuse_layer(dense, input_dim, hash_size, seed, per_sample=per_sample)
+    layer = reuse_layer(dense, input_dim, hash_size, seed, per_sample=per_sample, norm_step=norm_step)
     with torch.no_grad():
         ref, out = dense(inputs), layer(inputs)
     mse = float(F.mse_loss(out, ref))
     subvectors = sum(c.rows * c.blocks for c in layer.last)
     sigma = subvectors / max(sum(c.n_centroids for c in layer.last), 1)
-    return {"input_dim": input_dim, "hash_size": hash_size, "mse": mse, "nmse": mse / max(float(ref.var()), 1e-30),
-            "sigma": sigma, "compression_ratio": 1.0 - 1.0 / sigma, "theta": mse / sigma}  # fmt: skip
+    row = {"input_dim": input_dim, "hash_size": hash_size, "mse": mse, "nmse": mse / max(float(ref.var()), 1e-30),
+           "sigma": sigma, "compression_ratio": 1.0 - 1.0 / sigma, "theta": mse / sigma}  # fmt: skip
+    return row if norm_step is None else {**row, "norm_step": norm_step}
 
 
 @dataclass
@@ -62,9 +69,13 @@ class LayerTuning:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def setting(self) -> dict[str, int]:
-        """``{input_dim, hash_size}``: what :func:`~hwnas_pl.nn.reuse.to_reuse`'s ``layers`` takes per layer."""
-        return {"input_dim": int(self.best["input_dim"]), "hash_size": int(self.best["hash_size"])}
+    def setting(self) -> dict[str, int | float]:
+        """What :func:`~hwnas_pl.nn.reuse.to_reuse`'s ``layers`` takes for this layer.
+
+        ``{input_dim, hash_size}``, and ``norm_step`` when tuned with one.
+        """
+        setting = {"input_dim": int(self.best["input_dim"]), "hash_size": int(self.best["hash_size"])}
+        return setting if "norm_step" not in self.best else {**setting, "norm_step": float(self.best["norm_step"])}
 
 
 def _features(grid: np.ndarray) -> torch.Tensor:
@@ -121,12 +132,13 @@ def tune_layer(
     projection_seed: int = 0,
     max_nmse: float | None = None,
     per_sample: bool = False,
+    norm_step: float | None = None,
 ) -> LayerTuning:
     r"""Minimise Θ over ``input_dims × hash_sizes`` for ``dense`` on ``inputs`` (module docstring).
 
     :func:`grid_minimize` with ``n_init`` random points and ``budget`` evaluations (at most the grid's size).
     ``projection_seed``: the reuse layer's ``seed`` (its hyperplanes), which ``to_reuse`` must be given too for the
-    tuned Θ to hold. ``per_sample``: as :func:`reuse_error`.
+    tuned Θ to hold. ``per_sample`` and ``norm_step`` (fixed, not tuned): as :func:`reuse_error`.
 
     ``max_nmse`` (beyond the paper): maximise the compression within a layer NMSE budget τ instead, minimising
     :math:`\sigma^{-1} \max(1, \mathrm{NMSE}/	au)^4`; the best is the least :math:`\sigma^{-1}` within τ (the least
@@ -146,7 +158,7 @@ def tune_layer(
         return max(1.0, row["nmse"] / max_nmse) ** 4 / row["sigma"]
 
     def objective(i: int) -> float:
-        rows[i] = reuse_error(dense, inputs, int(grid[i, 0]), int(grid[i, 1]), projection_seed, per_sample)
+        rows[i] = reuse_error(dense, inputs, int(grid[i, 0]), int(grid[i, 1]), projection_seed, per_sample, norm_step)
         return value(rows[i])
 
     order = grid_minimize(_features(grid), objective, n_init, budget, seed)

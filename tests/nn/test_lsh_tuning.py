@@ -84,3 +84,17 @@ def test_cli_lsh_tune_writes_the_layers_config_bench_reuse_reads(tmp_path, capsy
     bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     conv = next(r for r in bench["layers"] if r["layer"] == row["layer"])
     assert (conv["input_dim"], conv["hash_size"]) == (row["input_dim"], row["hash_size"])
+
+
+def test_norm_buckets_in_tuning_lower_the_error_of_rows_that_differ_in_length():
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    directions = torch.randn(4, 16)
+    x = directions[torch.randint(0, 4, (512,))] * torch.logspace(-1, 1, 512)[torch.randperm(512)][:, None]
+    signs = reuse_error(layer, x, 16, 12)  # one cluster per direction, whatever the length: a poor mean
+    normed = reuse_error(layer, x, 16, 12, norm_step=0.25)
+    assert normed["nmse"] < 0.1 * signs["nmse"] and signs["compression_ratio"] > normed["compression_ratio"] > 0.5
+    tuned = tune_layer(layer, x, input_dims=(8, 16), hash_sizes=(4, 12), n_init=2, budget=4, norm_step=0.25)
+    assert tuned.setting["norm_step"] == 0.25 and tuned.best["norm_step"] == 0.25
+    L, H = tuned.setting["input_dim"], tuned.setting["hash_size"]
+    assert tuned.best["theta"] == pytest.approx(reuse_error(layer, x, L, H, norm_step=0.25)["theta"])
