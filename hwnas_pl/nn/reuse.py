@@ -605,7 +605,7 @@ def to_reuse(
     for i, (name, module) in enumerate(modules):
         if not reusable(module) or isinstance(module, ReuseLayer):
             continue
-        reason = dense_reason(module)
+        reason = dense_reason(module) if name else "the model itself: to_reuse swaps layers inside a container"
         if name in layers and reason is not None:
             raise ConfigError(f"Reuse config names '{name}', which cannot be reused: {reason}.")
         settings = layers.get(name, None if name in skip or name in soft else default)

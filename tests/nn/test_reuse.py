@@ -343,3 +343,8 @@ def test_norm_buckets_keep_vectors_of_different_lengths_apart():
     assert net[0].norm_step == 0.5
     with pytest.raises(ConfigError, match="norm_step must be > 0 or null, got 0"):
         ReuseLinear(nn.Linear(2, 1), 2, 2, norm_step=0)
+
+
+def test_a_bare_layer_is_not_swapped_for_itself():
+    model, dense = to_reuse(nn.Linear(4, 2))
+    assert isinstance(model, nn.Linear) and dense == {"": "the model itself: to_reuse swaps layers inside a container"}
