@@ -129,7 +129,8 @@ class VideoDataModule(HWNASDataModule):
         stride: step between sample starts within a video.
         resize: shorter side (an int) or ``(h, w)``; crop: centre crop (an int or ``(h, w)``).
         max_frames: frames read per video (the first ones).
-        val_videos: videos held out for validation (by file, seeded), when there are more than this.
+        val_videos: videos held out for validation (by file, seeded), when there are more than this; with none held
+            out there is no validation (``val_dataloader`` is empty).
         mean, std: per-channel standardisation after scaling to [0, 1] (default: none).
         seed, batch_size, num_workers: as every DataModule.
     """
@@ -165,6 +166,12 @@ class VideoDataModule(HWNASDataModule):
         self.frames, self.clip_length, self.stride = frames, clip_length, stride
         self.resize, self.crop, self.max_frames = resize, crop, max_frames
         self.val_videos, self.mean, self.std, self.seed = val_videos, tuple(mean), tuple(std), seed
+
+    def val_dataloader(self):
+        """The held-out videos' loader; none (an empty list: Lightning skips validation) when none is held out."""
+        if self.data_train is not None and self.data_val is None:
+            return []
+        return super().val_dataloader()
 
     def video_files(self) -> list[Path]:
         """The videos to read, in name order.

@@ -9,6 +9,7 @@ from typing import Any
 
 from hwnas_pl.modules.base import HWNASModule, NonFiniteLossError
 from hwnas_pl.modules.classifier_module import ClassifierModule
+from hwnas_pl.modules.distillation_module import DistillationModule
 from hwnas_pl.modules.pareto_rank_module import ParetoRankModule
 from hwnas_pl.modules.regression_module import RegressionModule
 from hwnas_pl.modules.segmentation_module import SegmentationModule
@@ -20,6 +21,7 @@ LAZY = {"AnalogModule": "hwnas_pl.modules.analog_module"}
 __all__ = [
     "AnalogModule",
     "ClassifierModule",
+    "DistillationModule",
     "HWNASModule",
     "NonFiniteLossError",
     "ParetoRankModule",

@@ -441,3 +441,72 @@ class RegressionTask(Task):
         return {"class_path": "hwnas_pl.modules.RegressionModule",
                 "init_args": {"backbone": backbone, "loss": self.loss_name, "target_offset": self.offset,
                               "target_scale": self.scale}}  # fmt: skip
+
+
+class DistillationTask(Task):
+    r"""Label-free fine-tuning (beyond "Treasure What You Have"): match a frozen teacher's outputs on unlabelled data.
+
+    The loss is :math:`T^2 \, D_{KL}(\operatorname{softmax}(t/T) \,\|\, \operatorname{softmax}(s/T))` over the
+    class (or, per pixel, the channel) dimension of the student's outputs :math:`s` and the teacher's :math:`t`,
+    averaged over samples and pixels; logged as ``{stage}/loss``, with ``{stage}/agreement``, the share of samples
+    (pixels) whose top class is the teacher's. Batches are unlabelled frames ``(B, C, H, W)``, clips
+    ``(B, L, C, H, W)`` or pairs ``[frames t, frames t+1]`` (flattened clip by clip to ``B·L`` frames); a labelled
+    ``(x, y)`` batch has its labels ignored. The module sets :attr:`teacher`.
+
+    Args:
+        num_classes: outputs of the network.
+        input_shape: shape of one input frame.
+        temperature: :math:`T`.
+    """
+
+    monitor = "val/agreement"
+    higher_is_better = True
+
+    def __init__(self, num_classes: int, input_shape: Sequence[int] = (3, 224, 224), temperature: float = 1.0):
+        super().__init__(num_classes, input_shape)
+        if temperature <= 0:
+            raise ConfigError(f"DistillationTask temperature must be > 0, got {temperature}.")
+        self.temperature = float(temperature)
+        self.teacher: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(frames, frames)``: the target of a frame is the teacher's output on it."""
+        if isinstance(batch, dict):
+            x = batch["image"]
+        elif isinstance(batch, (list, tuple)):
+            same = len(batch) > 1 and all(isinstance(b, torch.Tensor) and b.shape == batch[0].shape for b in batch)
+            x = torch.stack(list(batch), 1) if same and batch[0].dim() == 4 else batch[0]  # pairs -> clips of 2
+        else:
+            x = batch
+        if x.dim() == 5:
+            x = x.reshape(-1, *x.shape[2:])
+        return x, x
+
+    def predict_inputs(self, batch: Any) -> torch.Tensor:
+        return self.unpack(batch)[0]
+
+    def teacher_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's outputs on ``x`` (computed once per batch)."""
+        if self.teacher is None:
+            raise ConfigError("DistillationTask has no teacher; expected the module to set one.")
+        if self._last is None or self._last[0] is not x:
+            with torch.no_grad():
+                self._last = (x, self.teacher(x))
+        return self._last[1]
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        target = F.log_softmax(self.teacher_outputs(y).float() / t, dim=1)
+        log_q = F.log_softmax(outputs.float() / t, dim=1)
+        return (target.exp() * (target - log_q)).sum(1).mean() * t * t
+
+    def metrics(self) -> dict[str, Metric]:
+        return {**super().metrics(), **{f"{s}_agreement": MeanMetric() for s in STAGES}}
+
+    def update(self, module: Any, stage: str, loss: torch.Tensor, outputs: torch.Tensor, y: torch.Tensor) -> None:
+        self.log_loss(module, stage, loss, y.shape[0], prog_bar=stage != "test")
+        same = (outputs.argmax(1) == self.teacher_outputs(y).argmax(1)).float()
+        metric = getattr(module, f"{stage}_agreement")
+        metric(same.mean(), weight=same.numel())
+        module.log(f"{stage}/agreement", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")

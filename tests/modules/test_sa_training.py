@@ -1,6 +1,7 @@
 """SA-training as a user runs it: a pre-trained CNN fine-tuned with reuse in the loop and Eq. 1 from a config
 (``hwnas fit``), on tiny Fashion-MNIST IDX files; the weights it starts from (``LoadWeights``)."""
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,33 @@ def test_sa_training_config_fine_tunes_the_pretrained_cnn_with_reuse_and_eq1(tmp
     history = read_wandb_history(next(run.rglob("run-*.wandb")).parent)
     values = [h["train/intra_frame_similarity"] for h in history if "train/intra_frame_similarity" in h]
     assert values and all(v >= 0 for v in values)
+
+
+@pytest.mark.slow
+def test_label_free_distillation_config_on_unlabelled_video(tmp_path):
+    from datasets import write_video
+
+    (tmp_path / "videos").mkdir()
+    video = write_video(tmp_path / "videos" / "cam.mp4", 6, 32, 32)
+    _fit("--config", str(CONFIGS / "sa_distillation_video.yaml"), "--data.init_args.data_dir", str(video.parent),
+         "--data.init_args.resize", "[32, 32]", "--model.init_args.input_shape", "[3, 32, 32]",
+         "--trainer.max_epochs", "1", "--data.init_args.batch_size", "2", cwd=tmp_path)  # fmt: skip
+    ckpt = torch.load(next((tmp_path / "logs" / "sa_distillation_video").rglob("last.ckpt")), weights_only=True)
+    state = ckpt["state_dict"]
+    # the student ran on centroids, the teacher is the dense network it started from, and it did not move
+    assert "net.layer1.0.conv1.dense.weight" in state and "teacher.layer1.0.conv1.weight" in state
+    assert not torch.equal(state["net.layer1.0.conv1.dense.weight"], state["teacher.layer1.0.conv1.weight"])
+    assert float(state["loss_terms.intra_frame_similarity.samples"]) == 6  # pairs at frames 0, 2, 4 (stride 2)
+
+
+def test_distillation_task_by_hand():
+    from hwnas_pl.modules.tasks import DistillationTask
+
+    task = DistillationTask(2, (1, 1, 1), temperature=2.0)
+    task.teacher = lambda x: torch.tensor([[0.0, 2 * math.log(3.0)]]).expand(x.shape[0], 2)  # softmax(t/2): 1/4, 3/4
+    pair = [torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)]
+    x, y = task.unpack(pair)
+    assert x is y and x.flatten().tolist() == [0.0, 1.0]  # the pair as a clip of 2 frames
+    student = torch.zeros(2, 2)  # uniform
+    kl = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    assert float(task.loss(student, y)) == pytest.approx(4 * kl, rel=1e-5)  # T^2 KL(teacher || student)
