@@ -1,6 +1,9 @@
 """Every YAML under configs/ parses and instantiates (``run=False``), as the lightning-hydra-template does."""
 
+from pathlib import Path
+
 import pytest
+import torch
 import yaml
 from conftest import CONFIGS, DIGITS_CONFIG
 from datasets import (
@@ -54,9 +57,22 @@ def data_dir_args(path, tmp_path) -> list[str]:
     return ["--data.init_args.data_dir", str(root)]
 
 
+def write_loaded_weights(path, args) -> None:
+    """The file a config's ``LoadWeights`` transform reads: the weights of its own network, built without it."""
+    config = yaml.safe_load(path.read_text())
+    transforms = config.get("model", {}).get("init_args", {}).get("transforms") or []
+    for t in transforms:
+        if t["class_path"].endswith("LoadWeights"):
+            cli = HWNASCLI(args=[*args, "--model.init_args.transforms", "[]"], run=False)
+            target = Path(t["init_args"]["path"])  # relative to the test's own directory
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"state_dict": cli.model.state_dict()}, target)
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_experiment_config_instantiates(path, tmp_path):
     args = ["--config", str(path), "--trainer.accelerator", "cpu", *data_dir_args(path, tmp_path)]
+    write_loaded_weights(path, args)
     cli = HWNASCLI(args=args, run=False)
     assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
 
