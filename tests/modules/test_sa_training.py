@@ -102,20 +102,23 @@ def test_distillation_task_by_hand():
 
 
 @pytest.mark.slow
-def test_sa_training_apolloscape_lane_config_on_the_fixture(tmp_path):
+@pytest.mark.parametrize(("base", "config", "scene", "metric"), [
+    ("apolloscape_lane_segmentation", "sa_training_apolloscape_lane", False, "val/f1"),
+    ("apolloscape_scene_parsing", "sa_training_apolloscape_scene", True, "val/miou"),
+])  # fmt: skip
+def test_sa_training_apolloscape_configs_on_the_fixture(tmp_path, base, config, scene, metric):
     from datasets import write_apolloscape
 
     data = tmp_path / "data"
-    write_apolloscape(data, {"Record001": 3, "Record002": 2})
+    write_apolloscape(data, {"Record001": 3, "Record002": 2}, scene=scene)
     small = ["--data.init_args.data_dir", str(data), "--data.init_args.image_size", "[64, 64]",
              "--data.init_args.crop_size", "[32, 32]", "--data.init_args.num_workers", "0",
              "--data.init_args.batch_size", "2", "--trainer.max_epochs", "1", "--trainer.logger", "false"]  # fmt: skip
-    _fit("--config", str(CONFIGS / "apolloscape_lane_segmentation.yaml"), *small, cwd=tmp_path)
-    out = _fit("--config", str(CONFIGS / "sa_training_apolloscape_lane.yaml"), *small, cwd=tmp_path)
-    assert "val/f1" in out
-    state = torch.load(next((tmp_path / "logs" / "sa_training_apolloscape_lane").rglob("last.ckpt")),
-                       weights_only=True)["state_dict"]  # fmt: skip
+    _fit("--config", str(CONFIGS / f"{base}.yaml"), *small, cwd=tmp_path)
+    out = _fit("--config", str(CONFIGS / f"{config}.yaml"), *small, cwd=tmp_path)
+    assert metric in out
+    state = torch.load(next((tmp_path / "logs" / config).rglob("last.ckpt")), weights_only=True)["state_dict"]
     assert "net.encoder.layer1.0.conv1.dense.weight" in state  # the encoder ran on centroids
-    # Eq. 1 saw every training frame of the pairs: the mean map of layer4 at 32x32 crops is 512 x 1 x 1
+    # Eq. 1's mean map of layer4 at 32x32 crops is 512 x 1 x 1; it saw whole pairs of frames
     assert state["loss_terms.intra_frame_similarity.mean_3"].shape == (512, 1, 1)
-    assert float(state["loss_terms.intra_frame_similarity.samples"]) % 2 == 0  # whole pairs
+    assert float(state["loss_terms.intra_frame_similarity.samples"]) % 2 == 0
