@@ -50,7 +50,7 @@ def load(data_dir: str) -> dict[str, torch.Tensor]:
     for split in ("train", "test"):
         images, labels = load_idx_split(Path(data_dir), split, "Fashion-MNIST")
         x = torch.from_numpy(images.copy()).float().div(255.0).sub(FashionMNISTDataModule.mean)
-        out[split] = (x.div(FashionMNISTDataModule.std).unsqueeze(1), torch.from_numpy(labels).long())
+        out[split] = (x.div(FashionMNISTDataModule.std).unsqueeze(1), torch.from_numpy(labels.copy()).long())
     return out
 
 
