@@ -67,3 +67,12 @@ def test_benchmark_reuse_times_a_vit_with_attention_rows(tmp_path):
     assert rows["blocks.0.attn"]["reuse_ms"] > 0 and 0.0 <= rows["blocks.0.attn"]["cr"] <= 1.0
     assert rows["blocks.0.attn"]["nmse"] >= 0.0 and rows["blocks.0.attn.qkv"]["dense_because"] == QKV_REASON
     assert out["model"] == "VisionTransformer" and out["output_nmse"] >= 0.0
+
+
+def test_output_nmse_by_hand():
+    import torch
+
+    from hwnas_pl.nn.reuse_timing import _nmse
+
+    # ||y - y_hat||^2 / ||y||^2 = (0 + 4) / (1 + 4)
+    assert _nmse(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0])) == pytest.approx(0.8)
