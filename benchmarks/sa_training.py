@@ -48,12 +48,12 @@ def shifted(x: torch.Tensor) -> torch.Tensor:
     return x.roll(1, dims=3)
 
 
-def fine_tune(net, x, y, terms, steps_seed: int, epochs: int) -> float:
-    """SGD (lr 0.01, momentum 0.9), batch 64 pairs; loss CE + Σ weight·term; returns seconds."""
+def fine_tune(net, x, y, terms, steps_seed: int, epochs: int, lr: float = 0.01) -> float:
+    """SGD (momentum 0.9), batch 64 pairs; loss CE + Σ weight·term; returns seconds."""
     holder = types.SimpleNamespace(net=net)
     for term in terms:
         term.attach(holder)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     t0 = time.perf_counter()
     net.train()
     for epoch in range(epochs):
@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--norm_step", type=float, default=None)
     parser.add_argument("--weight", type=float, default=1e-3, help="λ = λ_t (the paper's λ)")
     parser.add_argument("--strong", type=float, default=1.0, help="λ = λ_t of the strong variant")
+    parser.add_argument("--lr", type=float, default=0.01, help="SGD's (Table 2: 0.01)")
+    parser.add_argument("--gradient", default="dense", choices=["dense", "exact"], help="of the reuse layers")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -133,11 +135,12 @@ def main() -> None:
         setting["norm_step"] = args.norm_step
 
     def reused(net):
-        return to_reuse(copy.deepcopy(net), default=setting, skip=("classifier",), per_sample=True)[0]
+        return to_reuse(copy.deepcopy(net), default=setting, skip=("classifier",), per_sample=True,
+                        gradient=args.gradient)[0]  # fmt: skip
 
     with torch.no_grad():
         dense_acc = 100.0 * float((base(xe).argmax(1) == ye).float().mean())
-    result = {"setting": setting, "train_images": len(xt), "eval_images": len(xe), "dense_accuracy": dense_acc,
+    result = {"setting": setting, "lr": args.lr, "gradient": args.gradient, "train_images": len(xt), "eval_images": len(xe), "dense_accuracy": dense_acc,
               "before": measure(reused(base), xe, ye), "variants": {}}  # fmt: skip
     print(json.dumps(result), flush=True)
     variants = {
@@ -153,7 +156,7 @@ def main() -> None:
     for name, terms in variants.items():
         torch.manual_seed(args.seed)
         net = reused(base)
-        seconds = fine_tune(net, xt, yt, terms, args.seed, args.epochs)
+        seconds = fine_tune(net, xt, yt, terms, args.seed, args.epochs, args.lr)
         result["variants"][name] = {**measure(net, xe, ye), "train_seconds": seconds}
         print(json.dumps({name: result["variants"][name]}), flush=True)
     ref = result["variants"]["none"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -225,20 +226,49 @@ def reuse_product(
     return F.embedding_bag(index.T.contiguous(), table, mode="sum")
 
 
+def cluster_means(values: torch.Tensor, clusters: Clusters, input_dim: int) -> torch.Tensor:
+    r"""``values`` ``(N, D)`` with each sub-vector replaced by the mean of its cluster's (``clusters`` of the rows).
+
+    Of the layer's input this is :math:`\hat X`, the rows the reuse product multiplies: :math:`\hat X W`.
+    """
+    n, d = values.shape
+    blocks = _blocks(values, input_dim)
+    index = clusters.index.reshape(-1)
+    sums = values.new_zeros(clusters.n_centroids, input_dim).index_add_(0, index, blocks.reshape(-1, input_dim))
+    counts = torch.bincount(index, minlength=clusters.n_centroids).to(values.dtype)
+    means = (sums / counts[:, None])[clusters.index]  # (B, N, L)
+    return means.transpose(0, 1).reshape(n, -1)[:, :d]
+
+
+GRADIENTS = ("dense", "exact")
+
+
 class _StraightThrough(torch.autograd.Function):
-    """Forward: the reuse product; backward: the dense product's gradients."""
+    r"""Forward: the reuse product :math:`\hat X W`; backward, the cluster assignment being not differentiable.
+
+    - ``dense``: the dense product's gradients, :math:`G W^\top` and :math:`X^\top G` (straight-through);
+    - ``exact``: the reuse product's own for fixed clusters: :math:`\hat X^\top G` for the weight and, for the
+      input, :math:`G W^\top` averaged over each cluster (a centroid is its rows' mean). Inter-frame modes use
+      ``dense`` (products taken from the previous frame do not depend on this one).
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, planes, input_dim, stats, cache, frames, samples, norm_step):
+    def forward(ctx, x, weight, planes, input_dim, stats, cache, frames, samples, norm_step, gradient):
         clusters = lsh_cluster(x.detach(), planes, samples, norm_step)
         stats.append(clusters)
         ctx.save_for_backward(x, weight)
+        ctx.clusters, ctx.input_dim = clusters, input_dim
+        ctx.exact = gradient == "exact" and frames == "intra"
         return reuse_product(x.detach(), weight.detach(), clusters, input_dim, cache, frames)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        return grad @ weight.T, x.T @ grad, None, None, None, None, None, None, None
+        grad_x = grad @ weight.T
+        if not ctx.exact:
+            return grad_x, x.T @ grad, *([None] * 8)
+        x_hat = cluster_means(x, ctx.clusters, ctx.input_dim)
+        return cluster_means(grad_x, ctx.clusters, ctx.input_dim), x_hat.T @ grad, *([None] * 8)
 
 
 def reuse_matmul(
@@ -250,15 +280,17 @@ def reuse_matmul(
     frames: str = "intra",
     samples: int = 1,
     norm_step: float | None = None,
+    gradient: str = "dense",
 ):
-    """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids, straight-through in backward.
+    """``x @ weight`` (``(N, D) @ (D, K)``) on LSH centroids.
 
-    The clusters are appended to ``stats``; ``cache`` and ``frames`` set inter-frame reuse (see
-    :func:`reuse_product`); ``samples`` and ``norm_step`` as :func:`lsh_cluster`.
+    ``gradient``: ``dense`` (straight-through) or ``exact`` (of the reuse product for fixed clusters; see
+    :class:`_StraightThrough`). The clusters are appended to ``stats``; ``cache`` and ``frames`` set inter-frame
+    reuse (see :func:`reuse_product`); ``samples`` and ``norm_step`` as :func:`lsh_cluster`.
     """
     stats = [] if stats is None else stats
     return _StraightThrough.apply(
-        x, weight, planes.to(x.device), planes.shape[0], stats, cache, frames, samples, norm_step
+        x, weight, planes.to(x.device), planes.shape[0], stats, cache, frames, samples, norm_step, gradient
     )
 
 
@@ -280,6 +312,8 @@ class ReuseLayer(nn.Module):
         per_sample: cluster each sample of a batch on its own (a batch of frames then gives what batch-1
             inference gives); otherwise rows of the whole batch share clusters (Deep Reuse's batch clustering).
         norm_step: also bucket sub-vectors by norm (:func:`lsh_cluster`; beyond the paper); ``None``: sign bits only.
+        gradient: ``dense`` (straight-through: the dense layer's gradients) or ``exact`` (the reuse product's own
+            for fixed clusters; :class:`_StraightThrough`).
     """
 
     def __init__(
@@ -291,15 +325,18 @@ class ReuseLayer(nn.Module):
         frames: str = "intra",
         per_sample: bool = False,
         norm_step: float | None = None,
+        gradient: str = "dense",
     ):
         super().__init__()
+        if gradient not in GRADIENTS:
+            raise ConfigError(f"Reuse gradient must be one of {', '.join(GRADIENTS)}, got '{gradient}'.")
         if norm_step is not None and norm_step <= 0:
             raise ConfigError(f"Reuse norm_step must be > 0 or null, got {norm_step}.")
         if frames not in FRAMES:
             raise ConfigError(f"Reuse frames must be one of {', '.join(FRAMES)}, got '{frames}'.")
         self.dense = dense
         self.input_dim, self.hash_size, self.seed, self.frames = input_dim, hash_size, seed, frames
-        self.per_sample, self.norm_step = per_sample, norm_step
+        self.per_sample, self.norm_step, self.gradient = per_sample, norm_step, gradient
         self.register_buffer("planes", projections(input_dim, hash_size, seed), persistent=False)
         self.enabled = True
         self.last: list[Clusters] = []
@@ -328,7 +365,7 @@ class ReuseLayer(nn.Module):
         self.last = []
         cache = self.cache if self.frames != "intra" else None
         out = reuse_matmul(rows, weight, self.planes, self.last, cache, self.frames,
-                           samples if self.per_sample else 1, self.norm_step)  # fmt: skip
+                           samples if self.per_sample else 1, self.norm_step, self.gradient)  # fmt: skip
         macs_per_product = self.input_dim * weight.shape[1]
         self.last_macs = (
             sum(c.rows * c.blocks for c in self.last) * macs_per_product,
@@ -476,14 +513,13 @@ class ReuseAttention(ReuseLayer):
     result is not reusable. ``dropout_p`` is not applied to the reuse path (inference and straight-through use).
     """
 
-    def __init__(self, dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, frames: str = "intra",
-                 per_sample: bool = True, norm_step: float | None = None):  # fmt: skip
+    def __init__(self, dense: nn.Module, *args, **kwargs):  # the arguments of ReuseLayer
         if not is_attention(dense):
             raise ConfigError(f"ReuseAttention wraps an attention with qkv, num_heads and fused_attn, got "
                               f"{type(dense).__name__}.")  # fmt: skip
-        if frames != "intra":
-            raise ConfigError(f"Attention reuse is intra-frame only, got frames='{frames}'.")
-        super().__init__(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
+        super().__init__(dense, *args, **kwargs)
+        if self.frames != "intra":
+            raise ConfigError(f"Attention reuse is intra-frame only, got frames='{self.frames}'.")
 
     def attend(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         """``F.scaled_dot_product_attention`` on LSH centroids, straight-through in backward."""
@@ -537,22 +573,19 @@ QKV_REASON = (
 )
 
 
-def reuse_layer(
-    dense: nn.Module,
-    input_dim: int,
-    hash_size: int,
-    seed: int = 0,
-    frames: str = "intra",
-    per_sample: bool = False,
-    norm_step: float | None = None,
-) -> ReuseLayer:
-    """The reuse layer of a ``Conv2d``, ``Linear`` or attention layer (a one-sentence error for any other)."""
+def reuse_layer(dense: nn.Module, input_dim: int, hash_size: int, seed: int = 0, **options: Any) -> ReuseLayer:
+    """The reuse layer of a ``Conv2d``, ``Linear`` or attention layer (a one-sentence error for any other).
+
+    ``options``: :class:`ReuseLayer`'s ``frames``, ``per_sample``, ``norm_step`` and ``gradient`` (an attention is
+    intra-frame and per sample whatever they say).
+    """
     if is_attention(dense):
-        return ReuseAttention(dense, input_dim, hash_size, seed, "intra", True, norm_step)
+        options = {**options, "frames": "intra", "per_sample": True}
+        return ReuseAttention(dense, input_dim, hash_size, seed, **options)
     if isinstance(dense, nn.Conv2d):
-        return ReuseConv2d(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
+        return ReuseConv2d(dense, input_dim, hash_size, seed, **options)
     if isinstance(dense, nn.Linear):
-        return ReuseLinear(dense, input_dim, hash_size, seed, frames, per_sample, norm_step)
+        return ReuseLinear(dense, input_dim, hash_size, seed, **options)
     raise ConfigError(f"Reuse layers replace Conv2d, Linear and attention layers, got {type(dense).__name__}.")
 
 
@@ -569,6 +602,7 @@ def to_reuse(
     seed: int = 0,
     frames: str = "intra",
     per_sample: bool = False,
+    gradient: str = "dense",
 ) -> tuple[nn.Module, dict[str, str]]:
     """Swap the ``Conv2d`` (groups 1), ``Linear`` and attention layers of ``model`` for reuse layers, in place.
 
@@ -585,6 +619,7 @@ def to_reuse(
         seed: projections of layer ``i`` (in ``named_modules`` order) are seeded with ``seed + i``.
         frames: ``"intra"``, ``"inter"`` or ``"both"`` (see :class:`ReuseLayer`).
         per_sample: cluster each sample of a batch on its own (see :class:`ReuseLayer`).
+        gradient: ``dense`` or ``exact`` (see :class:`ReuseLayer`).
 
     Returns:
         the model and ``{name: reason}`` of the layers left dense.
@@ -615,8 +650,9 @@ def to_reuse(
         swaps.append((name, module, settings, seed + i))
     for name, module, settings, layer_seed in sorted(swaps, key=lambda t: -t[0].count(".")):  # children first
         norm_step = settings.get("norm_step")
-        layer = reuse_layer(module, int(settings["input_dim"]), int(settings["hash_size"]), layer_seed, frames,
-                            per_sample, None if norm_step is None else float(norm_step))  # fmt: skip
+        layer = reuse_layer(module, int(settings["input_dim"]), int(settings["hash_size"]), layer_seed, frames=frames,
+                            per_sample=per_sample, norm_step=None if norm_step is None else float(norm_step),
+                            gradient=gradient)  # fmt: skip
         _set_module(model, name, layer)
     return model, dense
 
@@ -692,7 +728,8 @@ class CompressionRatio(Metric):
 class ReuseTransform(ModelTransform):
     """``transforms: [ReuseTransform]`` in a module's config: :func:`to_reuse` on the built network.
 
-    Args: as :func:`to_reuse` (``layers``, ``default``, ``skip``, ``seed``, ``frames``, ``per_sample``).
+    Args: as :func:`to_reuse` (``layers``, ``default``, ``skip``, ``seed``, ``frames``, ``per_sample``,
+    ``gradient``).
     """
 
     def __init__(
@@ -703,13 +740,15 @@ class ReuseTransform(ModelTransform):
         seed: int = 0,
         frames: str = "intra",
         per_sample: bool = False,
+        gradient: str = "dense",
     ) -> None:
         self.layers, self.default = layers, dict(DEFAULT_LAYER) if default is None else default
         self.skip, self.seed, self.frames, self.per_sample = tuple(skip), seed, frames, per_sample
+        self.gradient = gradient
         self.dense_layers: dict[str, str] = {}
 
     def apply(self, net: nn.Module) -> nn.Module:
         net, self.dense_layers = to_reuse(
-            net, self.layers, self.default, self.skip, self.seed, self.frames, self.per_sample
+            net, self.layers, self.default, self.skip, self.seed, self.frames, self.per_sample, self.gradient
         )
         return net

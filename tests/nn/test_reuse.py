@@ -348,3 +348,21 @@ def test_norm_buckets_keep_vectors_of_different_lengths_apart():
 def test_a_bare_layer_is_not_swapped_for_itself():
     model, dense = to_reuse(nn.Linear(4, 2))
     assert isinstance(model, nn.Linear) and dense == {"": "the model itself: to_reuse swaps layers inside a container"}
+
+
+def test_exact_gradients_are_those_of_the_centroid_product_for_fixed_clusters():
+    from hwnas_pl.nn.reuse import cluster_means
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, requires_grad=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    planes = projections(2, 1)  # coarse: two clusters per block at most
+    reuse_matmul(x, w, planes, gradient="exact").square().sum().backward()
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    clusters = lsh_cluster(x.detach(), planes)
+    (cluster_means(x, clusters, 2) @ w).square().sum().backward()  # X-hat W, differentiated by autograd
+    assert torch.allclose(gx, x.grad, atol=1e-5) and torch.allclose(gw, w.grad, atol=1e-5)
+    assert not torch.allclose(gw, x.detach().T @ (2 * (cluster_means(x.detach(), clusters, 2) @ w.detach())))
+    with pytest.raises(ConfigError, match="gradient must be one of dense, exact, got 'smooth'"):
+        ReuseLinear(nn.Linear(2, 1), 2, 2, gradient="smooth")
