@@ -140,8 +140,9 @@ def main() -> None:
 
     with torch.no_grad():
         dense_acc = 100.0 * float((base(xe).argmax(1) == ye).float().mean())
-    result = {"setting": setting, "lr": args.lr, "gradient": args.gradient, "train_images": len(xt), "eval_images": len(xe), "dense_accuracy": dense_acc,
-              "before": measure(reused(base), xe, ye), "variants": {}}  # fmt: skip
+    result = {"setting": setting, "lr": args.lr, "gradient": args.gradient, "train_images": len(xt),
+              "eval_images": len(xe), "dense_accuracy": dense_acc, "before": measure(reused(base), xe, ye),
+              "variants": {}}  # fmt: skip
     print(json.dumps(result), flush=True)
     variants = {
         "none": [],
