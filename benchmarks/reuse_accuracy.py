@@ -26,8 +26,8 @@ Measured (4 training epochs each; the grid on 1,000 test images, the best settin
       + norm:    L 8 / H 8, step 0.25: 0.2 at 0.41 (10,000: 0.9); L 4 / H 8, step 0.5 (10,000): 0.6 at 0.49
       target: met with norm buckets (0.6 points at CR 0.49), not with sign bits alone
 
-Sign bits keep a sub-vector's direction, not its length: a cluster averages short and long vectors, which costs
-the CNN (ReLU maps of widely varying norms) far more than the ViT (LayerNorm-ed tokens).
+Sign bits keep a sub-vector's direction, not its length, so a cluster averages short and long vectors: at L 4 /
+H 8 the norm buckets (step 1/16) take the CNN's drop from 67 to 1.4 points.
 """
 
 from __future__ import annotations
