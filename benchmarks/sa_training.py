@@ -3,7 +3,7 @@ reuse at equal accuracy? On Fashion-MNIST's real IDX files.
 
 The CNN of ``benchmarks/reuse_accuracy.py`` (``SmallCNN`` width 32, trained 4 epochs; loaded from its cache or
 trained here) is fine-tuned with reuse in the forward pass (straight-through gradients; each image clustered on its
-own) on ``--train_size`` training images, SGD momentum 0.9, lr 0.01 (Table 2's optimiser), batch 64, in pairs of
+own) on ``--train_size`` training images, SGD momentum 0.9 (Table 2's optimiser; lr 0.001, see below), batch 64, in pairs of
 "consecutive frames": each image and its copy shifted by one pixel (Fashion-MNIST has no video; a one-pixel pan is
 the smallest camera motion). Variants, from the same start and the same batches:
 
@@ -19,6 +19,22 @@ inter+intra reuse (``frames: both``) on the shifted copy after the image. Issue 
 equal accuracy (±0.3) with the regularizers. Prints one JSON object.
 
     python benchmarks/sa_training.py      # ~40 min on 2 cores
+
+Measured (sign bits L 4 / H 32; 2,000 training images = 32 steps of 64 pairs; 1,000 test images; dense 92.1 %,
+with reuse before fine-tuning 84.8 % at CR 0.804, inter+intra CR 0.937):
+
+    lr 0.001, exact gradients   accuracy   CR gain (points)   inter CR gain
+      none                        86.7        0                 0
+      eq1 (λ 0.001)               86.3       +0.03             +0.02
+      eq2 (λ_t 0.001)             87.3       +0.20             +0.13
+      both (0.001)                86.5       +0.07             +0.04
+      both, λ = λ_t = 1           77.3       +1.86             +0.80
+    lr 0.01 (Table 2), dense gradients: every variant loses accuracy (63.5-71.5 %; the dense CNN fine-tuned the same
+      way drops from 92.2 to 88.4 % in 12 steps); CR gains -0.2 to +2.6 points (λ 1)
+
+Fine-tuning with reuse in the loop recovers accuracy (84.8 -> 86.7 %); the regularizers at the paper's λ do not
+move the compression (±0.2 point), and at λ = 1 they buy 1.9 points of CR for 9.4 points of accuracy. Target
+(≥ 10 points more CR at equal accuracy): not met. The paper's ablation: Eq. 1 only 20 % CR, Eq. 2 only 33 %.
 """
 
 from __future__ import annotations
@@ -111,8 +127,8 @@ def main() -> None:
     parser.add_argument("--norm_step", type=float, default=None)
     parser.add_argument("--weight", type=float, default=1e-3, help="λ = λ_t (the paper's λ)")
     parser.add_argument("--strong", type=float, default=1.0, help="λ = λ_t of the strong variant")
-    parser.add_argument("--lr", type=float, default=0.01, help="SGD's (Table 2: 0.01)")
-    parser.add_argument("--gradient", default="dense", choices=["dense", "exact"], help="of the reuse layers")
+    parser.add_argument("--lr", type=float, default=0.001, help="SGD's (Table 2: 0.01, which degrades this CNN)")
+    parser.add_argument("--gradient", default="exact", choices=["dense", "exact"], help="of the reuse layers")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
