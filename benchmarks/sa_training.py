@@ -2,9 +2,9 @@
 reuse at equal accuracy? On Fashion-MNIST's real IDX files.
 
 The CNN of ``benchmarks/reuse_accuracy.py`` (``SmallCNN`` width 32, trained 4 epochs; loaded from its cache or
-trained here) is fine-tuned with reuse in the forward pass (straight-through gradients; each image clustered on its
-own) on ``--train_size`` training images, SGD momentum 0.9 (Table 2's optimiser; lr 0.001, see below), batch 64, in pairs of
-"consecutive frames": each image and its copy shifted by one pixel (Fashion-MNIST has no video; a one-pixel pan is
+trained here) is fine-tuned with reuse in the forward pass (``--gradient``; each image clustered on its own) on
+``--train_size`` training images, SGD momentum 0.9 (Table 2's optimiser; lr 0.001, see below), batch 64, in pairs
+of "consecutive frames": each image and its copy shifted by one pixel (Fashion-MNIST has no video; a one-pixel pan is
 the smallest camera motion). Variants, from the same start and the same batches:
 
 - ``none``: cross-entropy only (reuse in the loop);
