@@ -104,6 +104,15 @@ def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
     return (bits.to(torch.int64) * weights).sum(-1)
 
 
+def _means(values: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """The mean of each of ``n`` groups of rows: ``(n, L)`` from ``values`` ``(M, L)`` and their group ``index``.
+
+    A group no row is sent to gets zeros.
+    """
+    sums = values.new_zeros(n, values.shape[1]).index_add_(0, index, values)
+    return sums / torch.bincount(index, minlength=n).clamp_min(1).to(values.dtype)[:, None]
+
+
 def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1, norm_step: float | None = None) -> Clusters:
     r"""Cluster the rows of ``x`` ``(N, D)`` block by block with the hyperplanes ``planes`` ``(L, H)``.
 
@@ -140,10 +149,8 @@ def lsh_cluster(x: torch.Tensor, planes: torch.Tensor, samples: int = 1, norm_st
         pairs = torch.stack([groups.reshape(-1), codes.reshape(-1)], dim=1)
         unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
         block_of = unique[:, 0] // samples
-    flat = blocks.reshape(-1, input_dim)
-    sums = torch.zeros(len(unique), input_dim, dtype=x.dtype, device=x.device).index_add_(0, inverse, flat)
-    counts = torch.bincount(inverse, minlength=len(unique)).to(x.dtype)
-    return Clusters(sums / counts[:, None], block_of, inverse.reshape(n_blocks, n), n, keys, samples, None, code_bits)
+    centroids = _means(blocks.reshape(-1, input_dim), inverse, len(unique))
+    return Clusters(centroids, block_of, inverse.reshape(n_blocks, n), n, keys, samples, None, code_bits)
 
 
 def _weight_blocks(weight: torch.Tensor, blocks: int, input_dim: int) -> torch.Tensor:
@@ -216,14 +223,18 @@ def reuse_product(
         index = clusters.index.clone()
         index[miss_block, miss_row] = clusters.n_centroids + torch.arange(len(exact), device=x.device)
         table, computed = torch.cat([products, exact]), len(exact)
-        missed_keys = clusters.index[miss_block, miss_row]
-        counts = torch.bincount(missed_keys, minlength=clusters.n_centroids).clamp_min(1).to(exact.dtype)
-        sums = torch.zeros_like(products).index_add_(0, missed_keys, exact)
-        products = torch.where(hit[:, None], products, sums / counts[:, None])
+        missed = _means(exact, clusters.index[miss_block, miss_row], clusters.n_centroids)
+        products = torch.where(hit[:, None], products, missed)
     cache.update(keys=clusters.keys, products=products, new=computed)
     clusters.computed = computed
     # the gather-and-sum over blocks as one embedding bag per row: 37x faster on CPU than products[index].sum(0)
     return F.embedding_bag(index.T.contiguous(), table, mode="sum")
+
+
+def _spread(per_cluster: torch.Tensor, clusters: Clusters, width: int) -> torch.Tensor:
+    """``(N, width)``: each row's sub-vectors replaced by their cluster's row of ``per_cluster`` ``(U, L)``."""
+    rows = per_cluster[clusters.index]  # (B, N, L)
+    return rows.transpose(0, 1).reshape(clusters.rows, -1)[:, :width]
 
 
 def cluster_means(values: torch.Tensor, clusters: Clusters, input_dim: int) -> torch.Tensor:
@@ -231,13 +242,9 @@ def cluster_means(values: torch.Tensor, clusters: Clusters, input_dim: int) -> t
 
     Of the layer's input this is :math:`\hat X`, the rows the reuse product multiplies: :math:`\hat X W`.
     """
-    n, d = values.shape
-    blocks = _blocks(values, input_dim)
     index = clusters.index.reshape(-1)
-    sums = values.new_zeros(clusters.n_centroids, input_dim).index_add_(0, index, blocks.reshape(-1, input_dim))
-    counts = torch.bincount(index, minlength=clusters.n_centroids).to(values.dtype)
-    means = (sums / counts[:, None])[clusters.index]  # (B, N, L)
-    return means.transpose(0, 1).reshape(n, -1)[:, :d]
+    means = _means(_blocks(values, input_dim).reshape(-1, input_dim), index, clusters.n_centroids)
+    return _spread(means, clusters, values.shape[1])
 
 
 GRADIENTS = ("dense", "exact")
@@ -267,7 +274,7 @@ class _StraightThrough(torch.autograd.Function):
         grad_x = grad @ weight.T
         if not ctx.exact:
             return grad_x, x.T @ grad, *([None] * 8)
-        x_hat = cluster_means(x, ctx.clusters, ctx.input_dim)
+        x_hat = _spread(ctx.clusters.centroids, ctx.clusters, x.shape[1])  # the centroids are x's cluster means
         return cluster_means(grad_x, ctx.clusters, ctx.input_dim), x_hat.T @ grad, *([None] * 8)
 
 
@@ -295,6 +302,11 @@ def reuse_matmul(
 
 
 FRAMES = ("intra", "inter", "both")
+
+
+def _check_frames(frames: str) -> None:
+    if frames not in FRAMES:
+        raise ConfigError(f"Reuse frames must be one of {', '.join(FRAMES)}, got '{frames}'.")
 
 
 class ReuseLayer(nn.Module):
@@ -332,8 +344,7 @@ class ReuseLayer(nn.Module):
             raise ConfigError(f"Reuse gradient must be one of {', '.join(GRADIENTS)}, got '{gradient}'.")
         if norm_step is not None and norm_step <= 0:
             raise ConfigError(f"Reuse norm_step must be > 0 or null, got {norm_step}.")
-        if frames not in FRAMES:
-            raise ConfigError(f"Reuse frames must be one of {', '.join(FRAMES)}, got '{frames}'.")
+        _check_frames(frames)
         self.dense = dense
         self.input_dim, self.hash_size, self.seed, self.frames = input_dim, hash_size, seed, frames
         self.per_sample, self.norm_step, self.gradient = per_sample, norm_step, gradient
@@ -628,8 +639,7 @@ def to_reuse(
         ConfigError: when ``layers`` names a module that is not in the model or cannot be reused.
     """
     layers = dict(layers or {})
-    if frames not in FRAMES:
-        raise ConfigError(f"Reuse frames must be one of {', '.join(FRAMES)}, got '{frames}'.")
+    _check_frames(frames)  # here too: attention layers alone would not check it
     modules = list(model.named_modules())
     unknown = [n for n in layers if n not in dict(modules)]
     if unknown:
@@ -659,13 +669,10 @@ def to_reuse(
 
 def from_reuse(model: nn.Module) -> nn.Module:
     """The dense model back: every reuse layer replaced by the layer it wraps (the same parameters)."""
-    while True:
-        found = [(n, m) for n, m in model.named_modules() if isinstance(m, ReuseLayer)]
-        if not found:
-            return model
-        for name, module in sorted(found, key=lambda t: -t[0].count(".")):  # children first
-            if not any(isinstance(m, ReuseLayer) for m in module.dense.modules()):
-                _set_module(model, name, module.dense)
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, ReuseLayer)]
+    for name, module in sorted(found, key=lambda t: -t[0].count(".")):  # children first: their names still hold
+        _set_module(model, name, module.dense)
+    return model
 
 
 def set_reuse(model: nn.Module, enabled: bool) -> None:

@@ -227,12 +227,10 @@ def test_both_frames_compression_counts_the_products_taken_from_the_previous_fra
 
 def _reconstruct(t, planes, groups):
     """Each sub-vector replaced by its cluster's centroid (the Q-hat, K-hat, V-hat of lsh_attention)."""
-    from hwnas_pl.nn.reuse import lsh_cluster
+    from hwnas_pl.nn.reuse import cluster_means, lsh_cluster
 
-    b, h, n, d = t.shape
-    c = lsh_cluster(t.reshape(-1, d), planes, groups)
-    blocks = c.centroids[c.index]  # (B, rows, L)
-    return blocks.transpose(0, 1).reshape(b * h * n, -1)[:, :d].reshape(b, h, n, d)
+    rows = t.reshape(-1, t.shape[-1])
+    return cluster_means(rows, lsh_cluster(rows, planes, groups), planes.shape[0]).reshape(t.shape)
 
 
 @pytest.mark.parametrize("mask", ["none", "float", "bool"])
