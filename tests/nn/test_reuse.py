@@ -48,7 +48,8 @@ def test_centroid_is_the_mean_of_its_cluster():
 
 
 def test_padding_of_the_last_sub_vector():
-    x, w = torch.randn(5, 7), torch.randn(7, 2)
+    generator = torch.Generator().manual_seed(0)  # random rows whose full sub-vectors the 62 planes tell apart
+    x, w = torch.randn(5, 7, generator=generator), torch.randn(7, 2, generator=generator)
     x[:, 6] = 1.0  # the zero-padded last block holds one real value, the same in every row
     c = lsh_cluster(x, projections(3, 62))  # 62 hyperplanes: distinct full sub-vectors get distinct ids
     assert c.blocks == 3 and c.per_block() == [5, 5, 1]
