@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from hwnas_pl.errors import UserInputError
+from hwnas_pl.errors import ConfigError, UserInputError
 
 
 class CheckpointMismatchError(UserInputError, ValueError):
@@ -70,3 +71,31 @@ def check_state_dict_matches(
         f"{source}{written} does not fit {type(model).__name__}: {'; '.join(problems)}; expected a checkpoint "
         "written by the same model with the same configuration."
     )
+
+
+def read_weights(
+    path: str | Path, prefix: str = "net.", source: str | None = None, expected: str = "a checkpoint"
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The network weights a file holds, and the class path of the module that wrote it (``None`` if unknown).
+
+    A Lightning checkpoint gives the entries of its ``state_dict`` under ``prefix``, without it; a file holding a
+    plain state dict (``torch.save(net.state_dict())``) gives that dict.
+
+    Raises:
+        ConfigError: when the file is missing or cannot be read (``source`` names it, ``expected`` says what it
+            should be).
+    """
+    path = Path(path)
+    source = source or f"'{path}'"
+    if not path.is_file():
+        raise ConfigError(f"{source} does not exist; expected {expected}.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read is the same user error
+        raise ConfigError(f"{source} could not be read as a checkpoint ({err}).") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{source} holds no weights; expected {expected}.")
+    if "state_dict" not in saved and saved and all(isinstance(v, torch.Tensor) for v in saved.values()):
+        return dict(saved), None
+    weights = {k[len(prefix) :]: v for k, v in saved.get("state_dict", {}).items() if k.startswith(prefix)}
+    return weights, (saved.get("hyper_parameters") or {}).get("_class_path")

@@ -32,7 +32,7 @@ from torch import nn
 from hwnas_pl.analog.conversion import plain_state_dict, restore_rpu_configs, set_tile_config, to_analog
 from hwnas_pl.analog.inference import bypass_input_ranges, periphery_parameter_names, restart_input_ranges
 from hwnas_pl.analog.presets import RPU_OVERRIDES, make_rpu_config, resolve_preset, training_free_config
-from hwnas_pl.checkpoint import check_state_dict_matches
+from hwnas_pl.checkpoint import check_state_dict_matches, read_weights
 from hwnas_pl.errors import ConfigError
 from hwnas_pl.nn.transforms import ModelTransform
 
@@ -43,16 +43,9 @@ def load_backbone_weights(net: torch.nn.Module, path: str | Path) -> None:
     Raises:
         ConfigError: when the file is missing or unreadable, or holds no weights of this shape.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"digital_checkpoint '{path}' does not exist; expected a checkpoint of a ClassifierModule.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - any failure to read is the same user error
-        raise ConfigError(f"digital_checkpoint '{path}' could not be read as a checkpoint ({err}).") from None
-    weights = {k[len("net.") :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("net.")}
-    writer = (ckpt.get("hyper_parameters") or {}).get("_class_path")
-    check_state_dict_matches(net, weights, source=f"digital_checkpoint '{path}'", writer=writer)
+    source = f"digital_checkpoint '{path}'"
+    weights, writer = read_weights(path, "net.", source, "a checkpoint of a ClassifierModule")
+    check_state_dict_matches(net, weights, source=source, writer=writer)
     net.load_state_dict(weights)
 
 

@@ -56,31 +56,13 @@ class LoadWeights(ModelTransform):
         self.path, self.prefix, self.strict = str(path), prefix, strict
 
     def apply(self, net: nn.Module) -> nn.Module:
-        from pathlib import Path
+        from hwnas_pl.checkpoint import check_state_dict_matches, read_weights
 
-        import torch
-
-        from hwnas_pl.errors import UserInputError
-
-        if not Path(self.path).is_file():
-            raise UserInputError(f"LoadWeights path '{self.path}' does not exist; expected a checkpoint or state dict.")
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        if isinstance(saved, dict) and isinstance(saved.get("state_dict"), dict):
-            n = len(self.prefix)
-            state = {k[n:]: v for k, v in saved["state_dict"].items() if k.startswith(self.prefix)}
-        elif isinstance(saved, dict) and all(isinstance(v, torch.Tensor) for v in saved.values()):
-            state = saved
-        else:
-            raise UserInputError(f"LoadWeights '{self.path}' holds neither a checkpoint nor a state dict.")
+        source = f"LoadWeights path '{self.path}'"
+        weights, writer = read_weights(self.path, self.prefix, source, "a checkpoint or state dict")
         own = net.state_dict()
-        missing = [k for k in own if k not in state]
-        wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-        if self.strict and (missing or wrong):
-            key = (missing or wrong)[0]
-            what = "has no" if missing else f"has shape {tuple(state[key].shape)} for"
-            raise UserInputError(
-                f"LoadWeights '{self.path}' {what} '{key}' (the network's is {tuple(own[key].shape)}); expected the "
-                "weights of the same network."
-            )
-        net.load_state_dict({k: v for k, v in state.items() if k in own and k not in wrong}, strict=False)
+        weights = {k: v for k, v in weights.items() if k in own}  # the file may hold more (e.g. a loss term's)
+        if self.strict:
+            check_state_dict_matches(net, weights, source=source, writer=writer)
+        net.load_state_dict({k: v for k, v in weights.items() if v.shape == own[k].shape}, strict=False)
         return net
