@@ -27,6 +27,7 @@ from torchmetrics import MaxMetric, MeanAbsoluteError, MeanMetric, Metric, MinMe
 from torchmetrics.classification import MulticlassAccuracy, MulticlassStatScores
 
 from hwnas_pl.errors import ConfigError
+from hwnas_pl.nn.similarity_regularization import kl_divergence
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 STAGES = ("train", "val", "test")
@@ -472,15 +473,11 @@ class DistillationTask(Task):
 
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``(frames, frames)``: the target of a frame is the teacher's output on it."""
-        if isinstance(batch, dict):
-            x = batch["image"]
-        elif isinstance(batch, (list, tuple)):
-            same = len(batch) > 1 and all(isinstance(b, torch.Tensor) and b.shape == batch[0].shape for b in batch)
-            x = torch.stack(list(batch), 1) if same and batch[0].dim() == 4 else batch[0]  # pairs -> clips of 2
-        else:
-            x = batch
-        if x.dim() == 5:
-            x = x.reshape(-1, *x.shape[2:])
+        pairs = isinstance(batch, (list, tuple)) and len(batch) > 1 and batch[0].dim() == 4
+        pairs = pairs and all(isinstance(b, torch.Tensor) and b.shape == batch[0].shape for b in batch)
+        x = torch.stack(list(batch), 1) if pairs else inputs_of(batch)  # frames t, t+1 -> clips of 2
+        if x.dim() == 5:  # (B, L, C, H, W) clips -> B*L frames, clip by clip
+            x = x.flatten(0, 1)
         return x, x
 
     def predict_inputs(self, batch: Any) -> torch.Tensor:
@@ -498,8 +495,7 @@ class DistillationTask(Task):
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = self.temperature
         target = F.log_softmax(self.teacher_outputs(y).float() / t, dim=1)
-        log_q = F.log_softmax(outputs.float() / t, dim=1)
-        return (target.exp() * (target - log_q)).sum(1).mean() * t * t
+        return kl_divergence(target, F.log_softmax(outputs.float() / t, dim=1)) * t * t
 
     def metrics(self) -> dict[str, Metric]:
         return {**super().metrics(), **{f"{s}_agreement": MeanMetric() for s in STAGES}}

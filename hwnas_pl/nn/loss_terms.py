@@ -84,6 +84,19 @@ class FeatureLossTerm(LossTerm):
             h.remove()
         self._handles = [named[n].register_forward_hook(self._keep(n)) for n in self.layers]
 
+    def feature(self, layer: str) -> torch.Tensor:
+        """``layer``'s output in this step.
+
+        Raises:
+            ConfigError: when the layer produced none (it is not on the network's forward path).
+        """
+        if layer not in self.features:
+            raise ConfigError(
+                f"Loss term '{self.name}' saw no output of '{layer}' in this step; expected layers on the network's "
+                "forward path."
+            )
+        return self.features[layer]
+
     def _keep(self, layer: str):
         def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
             if mod.training:

@@ -40,7 +40,8 @@ def feature_log_distribution(features: torch.Tensor, temperature: float = 1.0) -
 def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     r""":math:`D_{KL}(p \| q) = \sum_k p_k (\log p_k - \log q_k)`, averaged over rows.
 
-    ``log_p`` and ``log_q`` are ``(N, K)`` log-probabilities (``log_q`` may broadcast).
+    ``log_p`` and ``log_q`` are ``(N, K, ...)`` log-probabilities over dimension 1 (``log_q`` may broadcast); the
+    mean runs over every other position (samples, and pixels of per-pixel distributions).
     """
     return (log_p.exp() * (log_p - log_q)).sum(1).mean()
 
@@ -103,10 +104,10 @@ class IntraFrameSimilarity(FeatureLossTerm):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def update_means(self) -> None:
-        """Fold this step's feature maps (summed over DDP ranks) into the running means."""
-        sums = [self.features[n].detach().float().sum(0) for n in self.layers]
-        count = torch.tensor(float(self.features[self.layers[0]].shape[0]), device=sums[0].device)
+    def update_means(self, maps: Sequence[torch.Tensor]) -> None:
+        """Fold this step's feature maps of ``layers`` (summed over DDP ranks) into the running means."""
+        sums = [m.detach().float().sum(0) for m in maps]
+        count = torch.tensor(float(maps[0].shape[0]), device=sums[0].device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             flat = torch.cat([s.reshape(-1) for s in sums] + [count.reshape(1)])
             torch.distributed.all_reduce(flat)
@@ -127,14 +128,11 @@ class IntraFrameSimilarity(FeatureLossTerm):
         self.samples += float(count)
 
     def forward(self, module: nn.Module, batch: Any, outputs: torch.Tensor) -> torch.Tensor:
-        missing = [n for n in self.layers if n not in self.features]
-        if missing:
-            raise ConfigError(f"Loss term '{self.name}' saw no output of '{missing[0]}' in this step; expected layers "
-                              "on the network's forward path.")  # fmt: skip
-        self.update_means()
+        maps = [self.feature(n) for n in self.layers]
+        self.update_means(maps)
         total = outputs.new_zeros((), dtype=torch.float32)
-        for i, layer in enumerate(self.layers):
-            log_p = feature_log_distribution(self.features[layer], self.temperature)
+        for i, fmap in enumerate(maps):
+            log_p = feature_log_distribution(fmap, self.temperature)
             log_mu = feature_log_distribution(getattr(self, f"mean_{i}")[None], self.temperature)
             total = total + kl_divergence(log_p, log_mu)
         return total
@@ -189,10 +187,7 @@ class InterFrameSimilarity(FeatureLossTerm):
         span = length if self.frame_threshold is None else min(length, self.frame_threshold)
         total = outputs.new_zeros((), dtype=torch.float32)
         for a, b, lam in self.pairs:
-            fa, fb = self.features.get(a), self.features.get(b)
-            if fa is None or fb is None:
-                raise ConfigError(f"Loss term '{self.name}' saw no output of '{a if fa is None else b}' in this step; "
-                                  "expected layers on the network's forward path.")  # fmt: skip
+            fa, fb = self.feature(a), self.feature(b)
             if fa.shape[0] % length:
                 raise ConfigError(f"Loss term '{self.name}' got {fa.shape[0]} maps of '{a}', not clips of {length} "
                                   "frames.")  # fmt: skip
