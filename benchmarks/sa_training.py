@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reuse_accuracy import build, load, train  # noqa: E402
+from reuse_accuracy import build, evaluate, load, train  # noqa: E402
 
-from hwnas_pl.nn.reuse import CompressionRatio, reset_reuse, to_reuse  # noqa: E402
+from hwnas_pl.nn.reuse import CompressionRatio, ReuseLayer, reset_reuse, to_reuse  # noqa: E402
 from hwnas_pl.nn.similarity_regularization import InterFrameSimilarity, IntraFrameSimilarity  # noqa: E402
 
 LAYERS = ["features.2", "features.5", "features.9", "features.12"]  # the four ReLUs of SmallCNN(stages=2)
@@ -91,24 +91,22 @@ def fine_tune(net, x, y, terms, steps_seed: int, epochs: int, lr: float = 0.01) 
 
 def measure(net, x, y) -> dict:
     """Accuracy with reuse, intra-frame CR, and the CR of inter+intra reuse on the shifted frame after each image."""
-    correct, intra, inter = 0, CompressionRatio(), CompressionRatio()
-    modes = {m: m.frames for m in net.modules() if hasattr(m, "frames")}
+    intra, inter = CompressionRatio(), CompressionRatio()
+    accuracy = evaluate(net, x, y, intra)
+    modes = {m: m.frames for m in net.modules() if isinstance(m, ReuseLayer)}
+    for m in modes:
+        m.frames = "both"
     with torch.no_grad():
         for i in range(0, len(x), 250):
-            xb = x[i : i + 250]
-            correct += int((net(xb).argmax(1) == y[i : i + 250]).sum())
-            intra.update(net)
-            for m in modes:
-                m.frames = "both"
             reset_reuse(net)
-            net(xb)
-            net(shifted(xb))  # each image's next frame reuses the clusters it shares with the image
+            net(x[i : i + 250])
+            net(shifted(x[i : i + 250]))  # each image's next frame reuses the clusters it shares with the image
             inter.update(net)
-            reset_reuse(net)
-            for m, mode in modes.items():
-                m.frames = mode
+    reset_reuse(net)
+    for m, mode in modes.items():
+        m.frames = mode
     return {
-        "accuracy": 100.0 * correct / len(x),
+        "accuracy": accuracy,
         "compression_ratio": float(intra.compute()["compression_ratio"]),
         "macs_saved_fraction": float(intra.compute()["macs_saved_fraction"]),
         "inter_frame_compression_ratio": float(inter.compute()["compression_ratio"]),
