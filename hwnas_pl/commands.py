@@ -146,7 +146,8 @@ def bench_main(args: list[str]) -> None:
 
         result = benchmark_reuse(
             cfg.video, cfg.model, cfg.height, cfg.width, cfg.threads, settings.get("layers"),
-            settings.get("default"), tuple(settings.get("skip", ())), cfg.frames, cfg.warmup, 0, cfg.reuse_frames,
+            settings.get("default"), tuple(settings.get("skip", ())), cfg.frames, cfg.warmup,
+            reuse_frames=cfg.reuse_frames,
         )  # fmt: skip
         print(json.dumps(result))
         return

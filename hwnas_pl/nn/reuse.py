@@ -56,7 +56,7 @@ class Clusters:
     keys: torch.Tensor | None = None  # (U,) sorted (block, sample, code) packed in int64, when it fits
     samples: int = 1
     computed: int | None = None
-    hash_size: int = 0  # bits of a code within its (block, sample): H, plus 7 with a norm bucket
+    code_bits: int = 0  # bits of a code within its (block, sample): H, plus 7 with a norm bucket
 
     @property
     def blocks(self) -> int:
@@ -446,7 +446,7 @@ def _padded(clusters: Clusters) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     if clusters.keys is None:
         raise ConfigError("Attention reuse needs hash_size + log2(blocks * heads * batch) <= 62 (packed keys).")
     samples, blocks = clusters.samples, clusters.blocks
-    group = clusters.keys >> clusters.hash_size  # block * samples + sample, sorted
+    group = clusters.keys >> clusters.code_bits  # block * samples + sample, sorted
     rank = torch.arange(len(group), device=group.device) - torch.searchsorted(group, group)
     counts = torch.bincount(group, minlength=blocks * samples)
     padded = clusters.centroids.new_zeros(samples, blocks, int(counts.max()), clusters.centroids.shape[1])
