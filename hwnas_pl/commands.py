@@ -187,6 +187,12 @@ def lsh_tune_main(args: list[str]) -> None:
     parser.add_argument("--norm_step", type=float | None, default=None,
                         help="Also bucket sub-vectors by norm with this step (log2 units; beyond the paper), fixed "
                              "for every layer and written with each layer's setting.")  # fmt: skip
+    parser.add_argument("--pareto", type=bool, default=False,
+                        help="Search each layer's NMSE/compression front with qLogNEHVI instead of minimising Theta "
+                             "(beyond the paper).")  # fmt: skip
+    parser.add_argument("--network_nmse", type=float | None, default=None,
+                        help="Pick per-layer points of the fronts for this network output NMSE, measured on the "
+                             "frames; layers that do not fit stay dense (written as skip).")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="Of the model, the projections and the initial design.")
     parser.add_argument("--output", type=str, default="lsh_layers.yaml")
     cfg = parser.parse_args(args)
@@ -195,22 +201,42 @@ def lsh_tune_main(args: list[str]) -> None:
 
     import yaml
 
-    from hwnas_pl.nn.lsh_tuning import tune_network
+    from hwnas_pl.nn.lsh_tuning import LayerTuning, fit_network_budget, tune_network
     from hwnas_pl.nn.reuse_timing import network_on_video
 
     t0 = time.perf_counter()
     net, name, clip = network_on_video(cfg.video, cfg.model, cfg.height, cfg.width, cfg.frames, cfg.seed)
     tuned = tune_network(net, clip, cfg.workers, input_dims=cfg.input_dims, hash_sizes=cfg.hash_sizes,
                          n_init=cfg.n_init, budget=cfg.budget, seed=cfg.seed, projection_seed=cfg.seed,
-                         max_nmse=cfg.max_nmse, norm_step=cfg.norm_step)  # fmt: skip
-    rows = [{"layer": n, **t.best, "evaluations": len(t.history), "seconds": s} for n, (t, s) in tuned.items()]
+                         max_nmse=cfg.max_nmse, norm_step=cfg.norm_step, pareto=cfg.pareto)  # fmt: skip
+    settings = {"layers": {n: t.setting for n, (t, _) in tuned.items()}}
+    report: dict = {}
     aim = "least Theta = MSE / sigma" if cfg.max_nmse is None else f"most compression within NMSE {cfg.max_nmse}"
+    if cfg.network_nmse is not None:
+        pick = fit_network_budget(net, clip, {n: t for n, (t, _) in tuned.items()}, cfg.network_nmse, cfg.seed)
+        settings = {"layers": pick.layers, "skip": pick.dense}
+        aim = f"most MACs saved within a network output NMSE of {cfg.network_nmse} (its fronts' points)"
+        report = {"network_nmse": pick.nmse, "macs_saved_fraction": pick.macs_saved_fraction, "dense": pick.dense,
+                  "rounds": [dict(zip(("layer_nmse_budget", "network_nmse", "macs_saved_fraction"), r))
+                             for r in pick.rounds]}  # fmt: skip
+
+    def chosen(n: str, t: LayerTuning) -> dict:
+        """The row of the setting written for layer ``n``: its least Theta, or the network budget's pick."""
+        if cfg.network_nmse is None:
+            return t.best
+        if n not in settings["layers"]:
+            return {"dense": True}
+        return next(h for h in t.history if LayerTuning(h).setting == settings["layers"][n])
+
+    rows = [{"layer": n, **chosen(n, t), "evaluations": len(t.history), "seconds": s,
+             "front": [{k: f[k] for k in ("input_dim", "hash_size", "nmse", "compression_ratio")} for f in t.front]}
+            for n, (t, s) in tuned.items()]  # fmt: skip
     header = f"# hwnas lsh-tune --video {cfg.video} --model {name}: per layer the (input_dim, hash_size) of {aim}\n"
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + yaml.safe_dump({"layers": {n: t.setting for n, (t, _) in tuned.items()}}, sort_keys=False))
+    out.write_text(header + yaml.safe_dump(settings, sort_keys=False))
     print(json.dumps({"video": cfg.video, "model": name, "frames": len(clip), "config": str(out), "layers": rows,
-                      "seconds": time.perf_counter() - t0}))  # fmt: skip
+                      **report, "seconds": time.perf_counter() - t0}))  # fmt: skip
 
 
 #: Subcommands that are not Lightning Trainer methods.

@@ -16,6 +16,7 @@ the unevaluated grid points, since the settings are integers), until ``budget`` 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,8 @@ def reuse_error(
     rows share clusters). ``norm_step``: the norm buckets of :func:`~hwnas_pl.nn.reuse.lsh_cluster` (beyond the paper).
 
     Returns ``mse``, ``nmse`` (MSE over the dense output's variance), ``sigma`` (sub-vectors / centroids),
-    ``compression_ratio`` (``1 - 1/sigma``) and ``theta`` (``mse / sigma``).
+    ``compression_ratio`` (``1 - 1/sigma``), ``theta`` (``mse / sigma``), and ``macs`` / ``macs_saved``: the
+    dense layer's multiply-accumulates on ``inputs`` and those the reuse layer did not do.
     """
     layer = reuse_layer(dense, input_dim, hash_size, seed, per_sample=per_sample, norm_step=norm_step)
     with torch.no_grad():
@@ -57,7 +59,8 @@ def reuse_error(
     subvectors = sum(c.rows * c.blocks for c in layer.last)
     sigma = subvectors / max(sum(c.n_centroids for c in layer.last), 1)
     row = {"input_dim": input_dim, "hash_size": hash_size, "mse": mse, "nmse": mse / max(float(ref.var()), 1e-30),
-           "sigma": sigma, "compression_ratio": 1.0 - 1.0 / sigma, "theta": mse / sigma}  # fmt: skip
+           "sigma": sigma, "compression_ratio": 1.0 - 1.0 / sigma, "theta": mse / sigma,
+           "macs": layer.last_macs[0], "macs_saved": layer.last_macs[0] - layer.last_macs[1]}  # fmt: skip
     return row if norm_step is None else {**row, "norm_step": norm_step}
 
 
@@ -67,6 +70,16 @@ class LayerTuning:
 
     best: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def front(self) -> list[dict[str, Any]]:
+        """The evaluated settings no other beats on both NMSE (lower) and compression ratio (higher), by NMSE."""
+        from hwnas_pl.pareto import is_non_dominated
+
+        if not self.history:
+            return []
+        mask = is_non_dominated([[h["nmse"], h["compression_ratio"]] for h in self.history], ["min", "max"])
+        return sorted((h for h, m in zip(self.history, mask) if m), key=lambda h: h["nmse"])
 
     @property
     def setting(self) -> dict[str, int | float]:
@@ -85,6 +98,48 @@ def _features(grid: np.ndarray) -> torch.Tensor:
     return torch.tensor((x - x.min(0)) / span, dtype=torch.float64)
 
 
+def _grid_bo(
+    features: torch.Tensor,
+    evaluate: Callable[[int], Sequence[float]],
+    n_init: int,
+    budget: int,
+    seed: int,
+    acquisition: Callable[[Any, torch.Tensor, list[int]], Any],
+) -> list[int]:
+    """The BO loop on a grid; returns the indices of the points evaluated, in order.
+
+    ``n_init`` random points (seeded), then each step the unevaluated point of greatest
+    ``acquisition(model, y, chosen)`` under a ``SingleTaskGP`` (standardised outcomes ``y``, to maximise, one column
+    per objective) fitted to the points so far, ``budget`` evaluations in all.
+    """
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from linear_operator.utils.warnings import NumericalWarning
+
+    if not 1 <= n_init <= budget:
+        raise ConfigError(f"LSH tuning needs 1 <= n_init <= budget, got n_init {n_init} and budget {budget}.")
+    budget = min(budget, len(features))
+    rng = np.random.default_rng(seed)
+    chosen = [int(i) for i in rng.choice(len(features), size=min(n_init, budget), replace=False)]
+    outcomes = [list(evaluate(i)) for i in chosen]
+    while len(chosen) < budget:
+        y = torch.tensor(outcomes, dtype=torch.float64)
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            # noise-free outcomes: the posterior covariance of evaluated points needs jitter, which is expected
+            warnings.simplefilter("ignore", NumericalWarning)
+            torch.manual_seed(seed + len(chosen))
+            model = SingleTaskGP(features[chosen], y, outcome_transform=Standardize(m=y.shape[1]))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            left = [i for i in range(len(features)) if i not in set(chosen)]
+            with torch.no_grad():
+                scores = acquisition(model, y, chosen)(features[left].unsqueeze(1))
+        chosen.append(left[int(torch.argmax(scores))])
+        outcomes.append(list(evaluate(chosen[-1])))
+    return chosen
+
+
 def grid_minimize(
     features: torch.Tensor, evaluate: Callable[[int], float], n_init: int, budget: int, seed: int = 0
 ) -> list[int]:
@@ -95,30 +150,35 @@ def grid_minimize(
     in all. Returns the indices in evaluation order.
     """
     from botorch.acquisition import LogExpectedImprovement
-    from botorch.fit import fit_gpytorch_mll
-    from botorch.models import SingleTaskGP
-    from botorch.models.transforms import Standardize
-    from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    if not 1 <= n_init <= budget:
-        raise ConfigError(f"LSH tuning needs 1 <= n_init <= budget, got n_init {n_init} and budget {budget}.")
-    budget = min(budget, len(features))
-    rng = np.random.default_rng(seed)
-    chosen = [int(i) for i in rng.choice(len(features), size=min(n_init, budget), replace=False)]
-    values = [evaluate(i) for i in chosen]
-    while len(chosen) < budget:
-        y = torch.tensor([[-math.log(max(v, 1e-30))] for v in values], dtype=torch.float64)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed + len(chosen))
-            model = SingleTaskGP(features[chosen], y, outcome_transform=Standardize(m=1))
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-            acquisition = LogExpectedImprovement(model, best_f=y.max())  # the posterior is in y's units
-            left = [i for i in range(len(features)) if i not in set(chosen)]
-            with torch.no_grad():
-                scores = acquisition(features[left].unsqueeze(1))
-        chosen.append(left[int(torch.argmax(scores))])
-        values.append(evaluate(chosen[-1]))
-    return chosen
+    def log_ei(model, y, chosen):
+        return LogExpectedImprovement(model, best_f=y.max())  # the posterior is in y's units
+
+    return _grid_bo(features, lambda i: [-math.log(max(evaluate(i), 1e-30))], n_init, budget, seed, log_ei)
+
+
+def grid_pareto(
+    features: torch.Tensor, evaluate: Callable[[int], Sequence[float]], n_init: int, budget: int, seed: int = 0
+) -> list[int]:
+    r"""Maximise several objectives ``evaluate(i)`` over grid points: GP + qLogNEHVI.
+
+    The acquisition is BoTorch's noisy expected hypervolume improvement in its log form, the reference point just
+    below the worst of each objective seen (a tenth of its range). The loop and its arguments are
+    :func:`grid_minimize`'s; returns the indices in evaluation order.
+    """
+    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from botorch.sampling import SobolQMCNormalSampler
+
+    from hwnas_pl.pareto import nadir_reference_point
+
+    def log_nehvi(model, y, chosen):
+        ref = nadir_reference_point(y.numpy(), ["max"] * y.shape[1], margin=0.1)
+        sampler = SobolQMCNormalSampler(torch.Size([128]), seed=seed + len(chosen))
+        return qLogNoisyExpectedHypervolumeImprovement(
+            model, ref.tolist(), features[chosen], sampler=sampler, prune_baseline=True
+        )
+
+    return _grid_bo(features, evaluate, n_init, budget, seed, log_nehvi)
 
 
 def tune_layer(
@@ -133,10 +193,14 @@ def tune_layer(
     max_nmse: float | None = None,
     per_sample: bool = False,
     norm_step: float | None = None,
+    pareto: bool = False,
 ) -> LayerTuning:
     r"""Minimise Θ over ``input_dims × hash_sizes`` for ``dense`` on ``inputs`` (module docstring).
 
     :func:`grid_minimize` with ``n_init`` random points and ``budget`` evaluations (at most the grid's size).
+    ``pareto`` (beyond the paper): search for the layer's NMSE/compression front instead, with :func:`grid_pareto`
+    over (:math:`-\log \mathrm{NMSE}`, :math:`\log\sigma`); the result's ``front`` holds it and ``best`` is
+    chosen from what was evaluated as below.
     ``projection_seed``: the reuse layer's ``seed`` (its hyperplanes), which ``to_reuse`` must be given too for the
     tuned Θ to hold. ``per_sample`` and ``norm_step`` (fixed, not tuned): as :func:`reuse_error`.
 
@@ -157,11 +221,19 @@ def tune_layer(
             return row["theta"]
         return max(1.0, row["nmse"] / max_nmse) ** 4 / row["sigma"]
 
-    def objective(i: int) -> float:
+    def measure(i: int) -> dict[str, Any]:
         rows[i] = reuse_error(dense, inputs, int(grid[i, 0]), int(grid[i, 1]), projection_seed, per_sample, norm_step)
-        return value(rows[i])
+        return rows[i]
 
-    order = grid_minimize(_features(grid), objective, n_init, budget, seed)
+    if pareto:
+
+        def objectives(i: int) -> list[float]:
+            row = measure(i)
+            return [-math.log(max(row["nmse"], 1e-12)), math.log(row["sigma"])]
+
+        order = grid_pareto(_features(grid), objectives, n_init, budget, seed)
+    else:
+        order = grid_minimize(_features(grid), lambda i: value(measure(i)), n_init, budget, seed)
     history = [rows[i] for i in order]
     within = [h for h in history if max_nmse is None or h["nmse"] <= max_nmse] or history
     return LayerTuning(best=min(within, key=value), history=history)
@@ -205,11 +277,14 @@ def tune_network(
 
     ``workers`` processes (the paper: one optimisation per layer, in parallel); ``kwargs`` go to
     :func:`tune_layer`. Each frame is clustered on its own (``per_sample``), as ``hwnas bench reuse`` runs them
-    at batch 1. Returns ``{layer: (tuning, seconds)}`` in the network's order.
+    at batch 1. Layer ``i`` (in ``named_modules`` order) is tuned with the hyperplanes ``to_reuse(seed=s)`` gives it,
+    seed ``s + i`` for ``projection_seed`` ``s``. Returns ``{layer: (tuning, seconds)}`` in the network's order.
     """
     layers, inputs = layer_inputs(net, frames)
     kwargs = {"per_sample": True, **kwargs}
-    tasks = [(n, layers[n], inputs[n], kwargs) for n in layers if n in inputs]
+    index = {n: i for i, (n, _) in enumerate(net.named_modules())}
+    base = kwargs.pop("projection_seed", 0)
+    tasks = [(n, layers[n], inputs[n], {**kwargs, "projection_seed": base + index[n]}) for n in layers if n in inputs]
     if workers <= 1:
         done = [_tune_one(t) for t in tasks]
     else:
@@ -219,3 +294,136 @@ def tune_network(
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             done = list(pool.map(_tune_one, tasks))
     return {name: (tuning, seconds) for name, tuning, seconds in done}
+
+
+def pick_for_budget(fronts: dict[str, list[dict[str, Any]]], budget: float) -> dict[str, dict[str, Any] | None]:
+    r"""One point of each layer's front, or ``None`` (dense), for the most MACs saved within a summed layer NMSE.
+
+    Maximise :math:`\sum_i s_i` subject to :math:`\sum_i e_i \le b` (``budget``), with
+    :math:`s_i` a point's ``macs_saved`` and :math:`e_i` its ``nmse`` (dense: 0 and 0).
+
+    Lagrangian relaxation: for a price :math:`\beta` each layer takes its point of greatest :math:`s - \beta e`;
+    the least price (bisection on :math:`\log\beta`) whose choice is within the budget is taken, and what is left of
+    the budget is then filled greedily (each step the upgrade of most MACs saved per NMSE that fits), since the
+    price alone reaches only points on each front's convex hull.
+    """
+    if budget < 0:
+        raise ConfigError(f"The network NMSE budget must be >= 0, got {budget}.")
+    options = {n: [None, *front] for n, front in fronts.items()}
+
+    def choose(beta: float) -> tuple[dict[str, dict[str, Any] | None], float]:
+        picks = {n: max(opts, key=lambda o: 0.0 if o is None else o["macs_saved"] - beta * o["nmse"])
+                 for n, opts in options.items()}  # fmt: skip
+        return picks, sum(0.0 if o is None else o["nmse"] for o in picks.values())
+
+    def saved(o: dict[str, Any] | None) -> float:
+        return 0.0 if o is None else o["macs_saved"]
+
+    def error(o: dict[str, Any] | None) -> float:
+        return 0.0 if o is None else o["nmse"]
+
+    picks, spent = choose(0.0)
+    if spent <= budget:
+        return picks
+    low, high = -30.0, 60.0  # log10 of the price: everything reused at the low end, all dense at the high end
+    for _ in range(80):
+        middle = (low + high) / 2
+        if choose(10.0**middle)[1] <= budget:
+            high = middle
+        else:
+            low = middle
+    picks, spent = choose(10.0**high)
+    while True:  # then fill what is left of the budget: the upgrade of most MACs saved per NMSE that still fits
+        moves = [(gain, n, o) for n, opts in options.items() for o in opts
+                 for gain in [(saved(o) - saved(picks[n])) / max(error(o) - error(picks[n]), 1e-30)]
+                 if saved(o) > saved(picks[n]) and spent - error(picks[n]) + error(o) <= budget]  # fmt: skip
+        if not moves:
+            return picks
+        _, n, o = max(moves, key=lambda m: m[0])
+        spent += error(o) - error(picks[n])
+        picks[n] = o
+
+
+def network_nmse(net: nn.Module, frames: torch.Tensor, layers: dict[str, dict[str, Any]], seed: int = 0) -> float:
+    """The output NMSE of ``net`` with ``layers`` reused against ``net`` dense; ``net`` is left unchanged.
+
+    The other layers stay dense; the projections are those ``to_reuse(seed=seed)`` gives. Per frame and averaged
+    over ``frames``, as ``hwnas bench reuse`` reports it (:func:`~hwnas_pl.nn.reuse_timing.output_nmse`).
+    """
+    import copy
+
+    from hwnas_pl.nn.reuse import to_reuse
+    from hwnas_pl.nn.reuse_timing import output_nmse
+
+    reused, _ = to_reuse(copy.deepcopy(net), layers, None, (), seed)
+    with torch.no_grad():
+        return float(
+            np.mean([output_nmse(net(frames[t : t + 1]), reused(frames[t : t + 1])) for t in range(len(frames))])
+        )
+
+
+@dataclass
+class NetworkPick:
+    """Per-layer settings for a network NMSE budget (:func:`fit_network_budget`).
+
+    ``layers``: name -> ``to_reuse`` setting of the reused layers; ``dense``: names kept dense; ``nmse``: the
+    network's measured output NMSE with them; ``macs_saved_fraction``: MACs saved over the tuned layers' dense MACs;
+    ``rounds``: each round's (layer-NMSE budget, measured network NMSE, MACs saved fraction).
+    """
+
+    layers: dict[str, dict[str, int | float]]
+    dense: list[str]
+    nmse: float
+    macs_saved_fraction: float
+    rounds: list[tuple[float, float, float]]
+
+
+def fit_network_budget(
+    net: nn.Module,
+    frames: torch.Tensor,
+    tuned: dict[str, LayerTuning],
+    max_network_nmse: float,
+    seed: int = 0,
+    rounds: int = 12,
+) -> NetworkPick:
+    r"""Per-layer points of the tuned fronts for a network output NMSE of at most ``max_network_nmse``.
+
+    Beyond the paper's Θ, for its multi-objective reading.
+
+    The layers' errors are taken as adding up at the output (:func:`pick_for_budget` on a summed layer-NMSE budget
+    :math:`b`), and :math:`b` is calibrated on ``frames`` by measurement (:func:`network_nmse`): it starts at the
+    network budget, is scaled by budget / measured (×2 to ×10 up, ×1/2 to ×1/10 down) until one :math:`b` is
+    known within the budget and one beyond it, then bisected geometrically between them, ``rounds`` rounds in all
+    (a choice seen before is not measured again). The pick of most MACs saved among those measured within the budget is
+    returned (all dense if none was).
+    """
+    if max_network_nmse <= 0:
+        raise ConfigError(f"The network NMSE budget must be > 0, got {max_network_nmse}.")
+    fronts = {n: t.front for n, t in tuned.items()}
+    total = sum(t.history[0]["macs"] for t in tuned.values()) or 1
+    best = NetworkPick({}, list(tuned), 0.0, 0.0, [])
+    history: list[tuple[float, float, float]] = []
+    measured: dict[tuple, float] = {}
+    budget, within, beyond = max_network_nmse, 0.0, math.inf
+    for _ in range(rounds):
+        picks = pick_for_budget(fronts, budget)
+        layers = {n: LayerTuning(p).setting for n, p in picks.items() if p is not None}
+        key = tuple(sorted((n, tuple(s.items())) for n, s in layers.items()))
+        if key not in measured:
+            measured[key] = network_nmse(net, frames, layers, seed) if layers else 0.0
+        error = measured[key]
+        saved = sum(p["macs_saved"] for p in picks.values() if p is not None) / total
+        history.append((budget, error, saved))
+        if error <= max_network_nmse:
+            within = max(within, budget)
+            if saved > best.macs_saved_fraction:
+                best = NetworkPick(layers, [n for n in tuned if n not in layers], error, saved, [])
+        else:
+            beyond = min(beyond, budget)
+        if within > 0 and beyond < math.inf:
+            budget = math.sqrt(within * beyond)
+        else:
+            scale = max_network_nmse / max(error, 1e-30)
+            budget *= min(max(scale, 2.0), 10.0) if error <= max_network_nmse else max(min(scale, 0.5), 0.1)
+    best.rounds = history
+    return best

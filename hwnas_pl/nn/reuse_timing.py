@@ -88,7 +88,8 @@ def network_on_video(
     return net.eval(), name, clip
 
 
-def _nmse(y: torch.Tensor, y_hat: torch.Tensor) -> float:
+def output_nmse(y: torch.Tensor, y_hat: torch.Tensor) -> float:
+    """NMSE of ``y_hat`` against the reference ``y``: the squared error over the reference's energy, Σ(y - ŷ)² / Σy²."""
     return float(((y - y_hat) ** 2).sum() / (y**2).sum().clamp_min(1e-30))
 
 
@@ -162,7 +163,7 @@ def benchmark_reuse(
                     continue
                 dense_ms.append(dense_time)
                 reuse_ms.append(reuse_time)
-                nmse.append(_nmse(y, y_hat))
+                nmse.append(output_nmse(y, y_hat))
                 metric.update(net)
                 for n in dense_layers:
                     layer_ms[n]["dense"] += dense_layer_times[n]
@@ -173,7 +174,7 @@ def benchmark_reuse(
                     layer.enabled = False
                     exact = layer(*args, **kwargs)
                     layer.enabled = True
-                    layer_nmse[n].append(_nmse(exact, layer(*args, **kwargs)))
+                    layer_nmse[n].append(output_nmse(exact, layer(*args, **kwargs)))
                     layer.cache, layer.last, layer.last_macs = kept_state
         timer.remove()
         for h in capture.values():

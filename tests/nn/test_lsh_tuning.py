@@ -77,8 +77,10 @@ def test_cli_lsh_tune_writes_the_layers_config_bench_reuse_reads(tmp_path, capsy
     assert list(settings) == list(layers) == [r["layer"] for r in report["layers"]]  # every conv and the fc
     row = report["layers"][0]
     assert row["evaluations"] == 3 and row["input_dim"] in (4, 16) and row["hash_size"] in (4, 8, 12)
-    # the reported Theta is the layer's own on the same frames, each clustered on its own (batch-1 inference)
-    again = reuse_error(layers[row["layer"]], inputs[row["layer"]], row["input_dim"], row["hash_size"], per_sample=True)
+    # the reported Theta is the layer's own on the same frames, each clustered on its own (batch-1 inference), with
+    # the hyperplanes to_reuse gives that layer (seed + its index in named_modules)
+    seed = [n for n, _ in net.named_modules()].index(row["layer"])
+    again = reuse_error(layers[row["layer"]], inputs[row["layer"]], row["input_dim"], row["hash_size"], seed, True)
     assert again["theta"] == pytest.approx(row["theta"])
     cli_main(["bench", "reuse", *common, "--frames", "2", "--warmup", "0", "--config", str(tmp_path / "layers.yaml")])
     bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -98,3 +100,103 @@ def test_norm_buckets_in_tuning_lower_the_error_of_rows_that_differ_in_length():
     assert tuned.setting["norm_step"] == 0.25 and tuned.best["norm_step"] == 0.25
     L, H = tuned.setting["input_dim"], tuned.setting["hash_size"]
     assert tuned.best["theta"] == pytest.approx(reuse_error(layer, x, L, H, norm_step=0.25)["theta"])
+
+
+def test_pareto_bo_finds_a_known_front_that_random_search_of_the_same_budget_misses():
+    from hwnas_pl.nn.lsh_tuning import grid_pareto
+    from hwnas_pl.pareto import is_non_dominated
+
+    grid = np.array([(L, H) for L in (2, 4, 8, 16, 32, 64) for H in range(2, 17)])
+    x, h = np.log2(grid[:, 0]) / 6, (grid[:, 1] - 2) / 14
+    F = np.stack([h + 0.5 * x, -h + 0.3 * x - 0.8 * (x - 0.5) ** 2], 1)  # both maximised; a trade-off in h
+    front = set(np.flatnonzero(is_non_dominated(F, ["max", "max"])).tolist())
+    assert len(front) == 17  # L 64 at every H, and L 16 and 32 at H 2
+    order = grid_pareto(_features(grid), lambda i: F[i].tolist(), n_init=5, budget=25, seed=0)
+    assert len(order) == len(set(order)) == 25
+    found = len(front & set(order))
+    random = len(front & set(np.random.default_rng(0).choice(len(grid), 25, replace=False).tolist()))
+    assert found >= 15 and random <= 8  # 25 of 90 at random find 17 * 25 / 90 = 4.7 on average
+
+
+def test_pick_for_budget_is_the_best_choice_on_the_hull_and_leaves_layers_dense_when_it_must():
+    import itertools
+
+    from hwnas_pl.nn.lsh_tuning import pick_for_budget
+
+    def point(nmse, saved):
+        return {"nmse": nmse, "macs_saved": saved, "input_dim": 4, "hash_size": int(saved)}
+
+    fronts = {"a": [point(0.01, 10), point(0.05, 30), point(0.2, 40)], "b": [point(0.02, 5), point(0.03, 20)]}
+    for budget in (0.0, 0.015, 0.04, 0.08, 0.3):
+        picks = pick_for_budget(fronts, budget)
+        error = sum(p["nmse"] for p in picks.values() if p is not None)
+        assert error <= budget
+        # by hand: every combination within the budget (None = dense)
+        best = max(
+            sum(p["macs_saved"] for p in combo if p is not None)
+            for combo in itertools.product([None, *fronts["a"]], [None, *fronts["b"]])
+            if sum(p["nmse"] for p in combo if p is not None) <= budget
+        )
+        assert sum(p["macs_saved"] for p in picks.values() if p is not None) == best
+    assert pick_for_budget(fronts, 0.0) == {"a": None, "b": None}
+    assert pick_for_budget(fronts, 0.08) == {"a": fronts["a"][1], "b": fronts["b"][1]}  # 0.05 + 0.03: 50 saved
+    with pytest.raises(ConfigError, match="budget must be >= 0, got -1"):
+        pick_for_budget(fronts, -1)
+
+
+def test_network_budget_pick_is_measured_within_the_budget_and_front_is_non_dominated():
+    from hwnas_pl.nn.lsh_tuning import fit_network_budget, network_nmse, tune_network
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(8 * 8 * 8, 10)).eval()  # fmt: skip
+    frames = torch.nn.functional.avg_pool2d(torch.randn(2, 3, 16, 16), 2)
+    tuned = tune_network(net, frames, input_dims=(4, 8, 16), hash_sizes=(2, 4, 8, 12), n_init=3, budget=8,
+                         pareto=True)  # fmt: skip
+    assert list(tuned) == ["0", "2", "5"]
+    for tuning, _ in tuned.values():
+        front = tuning.front
+
+        def dominates(o, f):
+            better = o["nmse"] <= f["nmse"] and o["compression_ratio"] >= f["compression_ratio"]
+            return better and (o["nmse"], o["compression_ratio"]) != (f["nmse"], f["compression_ratio"])
+
+        assert front and not any(dominates(o, f) for f in front for o in tuning.history)
+        assert all(any(dominates(f, o) for f in front) for o in tuning.history if o not in front)
+    layers = {n: t for n, (t, _) in tuned.items()}
+    everything = network_nmse(net, frames, {n: t.setting for n, t in layers.items()})
+    budget = everything / 4  # the least-Theta settings everywhere are beyond it
+    pick = fit_network_budget(net, frames, layers, budget)
+    assert pick.layers and pick.nmse <= budget and 0 < pick.macs_saved_fraction < 1
+    assert pick.nmse == pytest.approx(network_nmse(net, frames, pick.layers))
+    assert set(pick.layers) | set(pick.dense) == set(layers) and not set(pick.layers) & set(pick.dense)
+    assert all(b >= 0 and e >= 0 for b, e, _ in pick.rounds) and pick.rounds[0][0] == budget
+
+
+def test_cli_lsh_tune_pareto_with_a_network_budget_writes_layers_and_skip_that_bench_reuse_measures(tmp_path, capsys):
+    import json
+
+    import yaml
+    from datasets import write_video
+
+    from hwnas_pl.cli import cli_main
+
+    video = write_video(tmp_path / "clip.mp4", 3, 32, 32)
+    common = ["--video", str(video), "--model", "resnet18", "--height", "32", "--width", "32"]
+    grid = ["--input_dims", "[8, 32]", "--hash_sizes", "[4, 8, 16]", "--n_init", "2", "--budget", "4"]
+    out = tmp_path / "layers.yaml"
+    cli_main(["lsh-tune", *common, *grid, "--frames", "2", "--pareto", "true", "--network_nmse", "0.05",
+              "--output", str(out)])  # fmt: skip
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    settings = yaml.safe_load(out.read_text())
+    assert report["network_nmse"] <= 0.05 and set(settings["skip"]) == set(report["dense"])
+    assert len(settings["layers"]) + len(settings["skip"]) == len(report["layers"]) == 21  # 20 convs and the fc
+    reused = [r for r in report["layers"] if not r.get("dense")]
+    assert {r["layer"] for r in reused} == set(settings["layers"])
+    for r in reused:  # each written setting is a point of its layer's front
+        assert {"input_dim": r["input_dim"], "hash_size": r["hash_size"]} == settings["layers"][r["layer"]]
+        assert any((f["input_dim"], f["hash_size"]) == (r["input_dim"], r["hash_size"]) for f in r["front"])
+    # bench reuse measures the same network output NMSE on the same frames (no warm-up, the tuning frames)
+    cli_main(["bench", "reuse", *common, "--frames", "2", "--warmup", "0", "--config", str(out)])
+    bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bench["output_nmse"] == pytest.approx(report["network_nmse"], rel=1e-3)
