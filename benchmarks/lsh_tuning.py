@@ -7,13 +7,16 @@ A timm network (random weights, BatchNorm calibrated on the frames, as ``hwnas b
   layer) minimising Θ = MSE / σ on ``--tune_frames`` frames;
 - ``random``: per layer the least Θ of ``--budget`` random grid points (the same number of evaluations);
 - ``bo_max_nmse_τ`` (beyond the paper): the same BO maximising compression within a layer NMSE of τ;
+- ``pareto_network_nmse_ε`` (beyond the paper; ``hwnas lsh-tune --pareto true --network_nmse ε``): each layer's
+  NMSE/compression front by qLogNEHVI with the same budget, then per-layer front points (or the dense layer) for
+  a network output NMSE of ε on the tuning frames;
 - ``uniform``: one (L, H) for the whole network, each of ``--uniform_dims × --uniform_hashes``.
 
 Each setting is then measured by :func:`hwnas_pl.nn.reuse_timing.benchmark_reuse` on the ``--frames`` frames after
 the tuning frames (BatchNorm calibrated on all of them, so the tuned network is the measured one):
-network compression ratio, MACs saved, output NMSE against the dense network and speedup (one thread). The
-comparison is the issue's: the tuned network's CR against the best uniform CR at no more output NMSE. Prints one
-JSON object.
+network compression ratio, MACs saved (``network_macs_saved_fraction``: over the dense MACs of every reusable layer,
+so that layers kept dense count), output NMSE against the dense network and speedup (one thread). The comparison is
+the issue's: the tuned network's CR against the best uniform CR at no more output NMSE. Prints one JSON object.
 
     python benchmarks/lsh_tuning.py                 # ~10 min on 2 cores
 
@@ -38,14 +41,14 @@ import json
 import time
 
 from hwnas_pl.datamodules.video import bundled_videos
-from hwnas_pl.nn.lsh_tuning import HASH_SIZES, INPUT_DIMS, tune_network
+from hwnas_pl.nn.lsh_tuning import HASH_SIZES, INPUT_DIMS, fit_network_budget, tune_network
 from hwnas_pl.nn.reuse_timing import benchmark_reuse, network_on_video
 
 
-def measure(args, layers=None, default=None) -> dict:
-    out = benchmark_reuse(args.video, args.model, args.size, args.size, 1, layers, default, (), args.frames,
+def measure(args, layers=None, default=None, skip=()) -> dict:
+    out = benchmark_reuse(args.video, args.model, args.size, args.size, 1, layers, default, tuple(skip), args.frames,
                           args.tune_frames, args.seed)  # fmt: skip
-    keep = ("compression_ratio", "macs_saved_fraction", "output_nmse", "speedup", "dense_ms_per_frame",
+    keep = ("compression_ratio", "macs_saved", "macs_saved_fraction", "output_nmse", "speedup", "dense_ms_per_frame",
             "reuse_ms_per_frame")  # fmt: skip
     return {k: out[k] for k in keep}
 
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--uniform_hashes", type=int, nargs="+", default=[4, 8, 12, 16])
     parser.add_argument("--max_nmse", type=float, nargs="*", default=[0.003, 0.01, 0.03],
                         help="layer NMSE budgets of the constrained mode (beyond the paper)")  # fmt: skip
+    parser.add_argument("--network_nmse", type=float, nargs="*", default=[0.05, 0.2],
+                        help="network output NMSE budgets of the Pareto mode (beyond the paper)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.video is None:
@@ -86,8 +91,25 @@ def main() -> None:
         layers = {n: t.setting for n, (t, _) in tuned.items()}
         theta = sum(t.best["theta"] for t, _ in tuned.values())
         result[method] = {"tuning_seconds": seconds, "layers": layers, "sum_theta": theta, **measure(args, layers)}
+    if args.network_nmse:
+        t0 = time.perf_counter()
+        tuned = tune_network(net, clip, args.workers, n_init=args.n_init, budget=args.budget, seed=args.seed,
+                             projection_seed=args.seed, pareto=True)  # fmt: skip
+        front_seconds = time.perf_counter() - t0
+        for eps in args.network_nmse:
+            t0 = time.perf_counter()
+            pick = fit_network_budget(net, clip, {n: t for n, (t, _) in tuned.items()}, eps, args.seed)
+            method = f"pareto_network_nmse_{eps:g}"
+            methods.append((method, args.n_init, None))
+            result[method] = {"tuning_seconds": front_seconds + time.perf_counter() - t0, "layers": pick.layers,
+                              "dense": pick.dense, "tuning_network_nmse": pick.nmse,
+                              "front_sizes": {n: len(t.front) for n, (t, _) in tuned.items()},
+                              **measure(args, pick.layers, skip=pick.dense)}  # fmt: skip
     result["uniform"] = [{"input_dim": L, "hash_size": H, **measure(args, default={"input_dim": L, "hash_size": H})}
                          for L in args.uniform_dims for H in args.uniform_hashes]  # fmt: skip
+    every_layer = result["uniform"][0]["macs_saved"] / result["uniform"][0]["macs_saved_fraction"]
+    for row in [*result["uniform"], *(result[m] for m, _, _ in methods)]:
+        row["network_macs_saved_fraction"] = row["macs_saved"] / every_layer
     for method, _, _ in methods:
         within = [u for u in result["uniform"] if u["output_nmse"] <= result[method]["output_nmse"]]
         best = max(within, key=lambda u: u["compression_ratio"]) if within else None

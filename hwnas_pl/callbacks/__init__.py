@@ -6,12 +6,13 @@
 import importlib
 from typing import Any
 
+from hwnas_pl.callbacks.lsh_refresh import LSHRefresh
 from hwnas_pl.callbacks.prpnas import OperationPruning, ParetoRankAlphaUpdate, SupernetExport, SupernetRanking
 
 #: classes imported when first asked for (they need aihwkit)
 LAZY = {"DriftEvaluation": "hwnas_pl.callbacks.drift_evaluation"}
 
-__all__ = ["DriftEvaluation", "OperationPruning", "ParetoRankAlphaUpdate", "SupernetExport", "SupernetRanking"]
+__all__ = ["DriftEvaluation", "LSHRefresh", "OperationPruning", "ParetoRankAlphaUpdate", "SupernetExport", "SupernetRanking"]
 
 
 def __getattr__(name: str) -> Any:

@@ -32,6 +32,7 @@ class DistillationModule(HWNASModule):
         num_classes: outputs of the network (of a pre-trained model: its own, e.g. 1000).
         input_shape: (channels, height, width) of one frame.
         temperature: of the distillation's softmax.
+        objective: ``kl`` (softened outputs) or ``nmse`` (the outputs themselves); see the task.
         optimizer: optimizer factory called with the student's parameters.
         scheduler: learning-rate scheduler factory, stepped every epoch.
         loss_terms: regularizers added to the loss (:class:`~hwnas_pl.nn.loss_terms.LossTerm`).
@@ -44,6 +45,7 @@ class DistillationModule(HWNASModule):
         num_classes: int = 1000,
         input_shape: Sequence[int] = (3, 224, 224),
         temperature: float = 1.0,
+        objective: str = "kl",
         optimizer: OptimizerCallable = torch.optim.SGD,
         scheduler: LRSchedulerCallable | None = None,
         loss_terms: Sequence[LossTerm] | None = None,
@@ -51,7 +53,7 @@ class DistillationModule(HWNASModule):
     ) -> None:
         super().__init__()
         self.save_plain_hyperparameters()
-        task = DistillationTask(num_classes, input_shape, temperature)
+        task = DistillationTask(num_classes, input_shape, temperature, objective)
         self.compose(task, build_backbone(backbone, num_classes, input_shape), loss_terms, transforms)
         teacher = from_reuse(copy.deepcopy(self.net)).eval()
         for p in teacher.parameters():

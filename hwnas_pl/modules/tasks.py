@@ -447,9 +447,11 @@ class RegressionTask(Task):
 class DistillationTask(Task):
     r"""Label-free fine-tuning (beyond "Treasure What You Have"): match a frozen teacher's outputs on unlabelled data.
 
-    The loss is :math:`T^2 \, D_{KL}(\operatorname{softmax}(t/T) \,\|\, \operatorname{softmax}(s/T))` over the
-    class (or, per pixel, the channel) dimension of the student's outputs :math:`s` and the teacher's :math:`t`,
-    averaged over samples and pixels; logged as ``{stage}/loss``, with ``{stage}/agreement``, the share of samples
+    The loss (``objective: kl``) is :math:`T^2 \, D_{KL}(\operatorname{softmax}(t/T) \,\|\,
+    \operatorname{softmax}(s/T))` over the class (or, per pixel, the channel) dimension of the student's outputs
+    :math:`s` and the teacher's :math:`t`, averaged over samples and pixels; or (``objective: nmse``) the outputs'
+    normalised squared error :math:`\sum (s - t)^2 / \sum t^2` over the batch, which matches the logits themselves
+    (the NMSE ``hwnas bench reuse`` reports), where a near-uniform softmax gives the KL little to match; logged as ``{stage}/loss``, with ``{stage}/agreement``, the share of samples
     (pixels) whose top class is the teacher's. Batches are unlabelled frames ``(B, C, H, W)``, clips
     ``(B, L, C, H, W)`` or pairs ``[frames t, frames t+1]`` (flattened clip by clip to ``B·L`` frames); a labelled
     ``(x, y)`` batch has its labels ignored. The module sets :attr:`teacher`.
@@ -457,17 +459,26 @@ class DistillationTask(Task):
     Args:
         num_classes: outputs of the network.
         input_shape: shape of one input frame.
-        temperature: :math:`T`.
+        temperature: :math:`T` (``kl``).
+        objective: ``kl`` or ``nmse``.
     """
 
     monitor = "val/agreement"
     higher_is_better = True
 
-    def __init__(self, num_classes: int, input_shape: Sequence[int] = (3, 224, 224), temperature: float = 1.0):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int] = (3, 224, 224),
+        temperature: float = 1.0,
+        objective: str = "kl",
+    ):
         super().__init__(num_classes, input_shape)
         if temperature <= 0:
             raise ConfigError(f"DistillationTask temperature must be > 0, got {temperature}.")
-        self.temperature = float(temperature)
+        if objective not in ("kl", "nmse"):
+            raise ConfigError(f"DistillationTask objective must be kl or nmse, got '{objective}'.")
+        self.temperature, self.objective = float(temperature), objective
         self.teacher: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -493,6 +504,9 @@ class DistillationTask(Task):
         return self._last[1]
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.objective == "nmse":
+            teacher = self.teacher_outputs(y).float()
+            return ((outputs.float() - teacher) ** 2).sum() / (teacher**2).sum().clamp_min(1e-30)
         t = self.temperature
         target = F.log_softmax(self.teacher_outputs(y).float() / t, dim=1)
         return kl_divergence(target, F.log_softmax(outputs.float() / t, dim=1)) * t * t

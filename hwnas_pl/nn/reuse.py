@@ -358,6 +358,15 @@ class ReuseLayer(nn.Module):
         """Forget the previous frame (a clip boundary)."""
         self.cache = {}
 
+    def redraw(self, seed: int | None = None) -> None:
+        """Hash with the hyperplanes of generator seed ``seed`` from now on; ``None``: the layer's own (``self.seed``).
+
+        The previous frame is forgotten (its keys came from the other hyperplanes).
+        """
+        planes = projections(self.input_dim, self.hash_size, self.seed if seed is None else seed)
+        self.planes = planes.to(device=self.planes.device, dtype=self.planes.dtype)
+        self.reset()
+
     @property
     def new_clusters(self) -> int | None:
         """Products multiplied in the last frame (inter-frame modes), ``None`` otherwise."""

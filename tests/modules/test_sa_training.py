@@ -11,7 +11,7 @@ import torch
 from conftest import CONFIGS, hwnas_env
 from torch import nn
 
-from hwnas_pl.errors import UserInputError
+from hwnas_pl.errors import ConfigError, UserInputError
 from hwnas_pl.nn import LoadWeights
 
 HWNAS = str(Path(sys.executable).parent / "hwnas")
@@ -103,6 +103,12 @@ def test_distillation_task_by_hand():
     student = torch.zeros(2, 2)  # uniform
     kl = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
     assert float(task.loss(student, y)) == pytest.approx(4 * kl, rel=1e-5)  # T^2 KL(teacher || student)
+    task = DistillationTask(2, (1, 1, 1), objective="nmse")
+    task.teacher = lambda x: torch.tensor([[1.0, 2.0], [3.0, -1.0]])
+    # (0 - 1)^2 + (0 - 2)^2 + (0 - 3)^2 + (2 + 1)^2 = 23 over 1 + 4 + 9 + 1 = 15
+    assert float(task.loss(torch.tensor([[0.0, 0.0], [0.0, 2.0]]), y)) == pytest.approx(23 / 15)
+    with pytest.raises(ConfigError, match="DistillationTask objective must be kl or nmse, got 'l2'"):
+        DistillationTask(2, (1, 1, 1), objective="l2")
 
 
 @pytest.mark.slow
