@@ -16,6 +16,11 @@ seeds, the accuracy at each time and AVM = acc(1 s) − acc(30 d) in points, and
 
     python benchmarks/analog_drift.py --seeds 0 1 2 --trials 10                     # about 25 min on 2 cores
     python benchmarks/analog_drift.py --preset analognas --weight_noise 0.15 ...    # the README's setting
+    python benchmarks/analog_drift.py --seeds 0 1 --decompose    # where the 30-day drop comes from
+
+``--decompose`` evaluates the same trained networks again with parts of the PCM model off (:data:`CONDITIONS`):
+drift (``drift_scale`` 0), read noise (``read_noise_scale`` 0), both (programming noise alone, which does not
+depend on time), and the global drift compensation, so that HWA's gain can be traced to the part it counters.
 """
 
 from __future__ import annotations
@@ -120,9 +125,46 @@ def one_seed(args, seed: int) -> dict:
             "avm_ci95": [100 * v for v in difference_ci(r.avm_trials())["ci95"]],
             "sigma_1d": 100 * r.sigma_1d(),
         }
+    if args.decompose:
+        out["decomposition"] = decompose(models, cfg, test, args.trials, seed)
     analog_net, _ = to_analog(net, cfg)
     out["step_s"] = step_times(net, analog_net, next(iter(train_loader)), repeats=20)
     out["tiles"] = analog_net.analog_tile_count()
+    return out
+
+
+#: inference conditions of --decompose: which of the PCM model's parts the 30-day drop comes from
+CONDITIONS = {
+    "full": {},
+    "no_drift": {"drift_scale": 0.0},
+    "no_read_noise": {"read_noise_scale": 0.0},
+    "programming_only": {"drift_scale": 0.0, "read_noise_scale": 0.0},
+    "no_compensation": {"drift_compensation": None},
+}
+
+
+def condition_config(cfg, changes: dict):
+    """``cfg`` with the noise model's scales or the drift compensation changed (a copy)."""
+    cfg = copy.deepcopy(cfg)
+    for key, value in changes.items():
+        if key == "drift_compensation":
+            cfg.drift_compensation = value
+        else:
+            setattr(cfg.noise_model, key, value)
+    return cfg
+
+
+def decompose(models: dict, cfg, test, trials: int, seed: int) -> dict:
+    """AVM and accuracies of each model under each of :data:`CONDITIONS`, the same programming seeds throughout."""
+    out: dict = {}
+    for condition, changes in CONDITIONS.items():
+        for name, model in models.items():
+            set_tile_config(model, condition_config(cfg, changes))
+            r = drift_accuracy(model, lambda: test, list(TIMES.values()), trials=trials, seed=1000 + seed)
+            out.setdefault(condition, {})[name] = {**{f"acc_{k}": 100 * r.at(t) for k, t in TIMES.items()},
+                                                   "avm": 100 * r.avm()}  # fmt: skip
+    for model in models.values():
+        set_tile_config(model, cfg)
     return out
 
 
@@ -150,6 +192,9 @@ def main() -> None:
     parser.add_argument("--calibration_batches", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--decompose", action="store_true",
+                        help="also evaluate every model without drift, without read noise, with programming noise "
+                             "only and without drift compensation")  # fmt: skip
     args = parser.parse_args()
 
     with ProcessPoolExecutor(args.workers) as pool:
@@ -179,6 +224,22 @@ def main() -> None:
                 "tiles": runs[0]["tiles"],
                 "reference": "AnalogNAS NAS-Bench-201 analog table (CIFAR-10): median AVM 2.5 points for HWA-trained "
                 "cells vs 31.5 for digitally trained ones; thesis §5.4: HWA T500 drops 1.8 points in a month",
+                **(
+                    {
+                        "decomposition_over_seeds": {
+                            c: {
+                                n: {
+                                    k: over_seeds([r["decomposition"][c] for r in runs], n, k)
+                                    for k in ("acc_1s", "acc_30d", "avm")
+                                }
+                                for n in names
+                            }
+                            for c in CONDITIONS
+                        }
+                    }
+                    if args.decompose
+                    else {}
+                ),  # fmt: skip
                 "runs": runs,
             }
         )
