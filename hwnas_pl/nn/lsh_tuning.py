@@ -368,14 +368,15 @@ class NetworkPick:
 
     ``layers``: name -> ``to_reuse`` setting of the reused layers; ``dense``: names kept dense; ``nmse``: the
     network's measured output NMSE with them; ``macs_saved_fraction``: MACs saved over the tuned layers' dense MACs;
-    ``rounds``: each round's (layer-NMSE budget, measured network NMSE, MACs saved fraction).
+    ``rounds``: each round's (layer-NMSE budget, measured network NMSE, MACs saved fraction); the budget is
+    ``None`` for the refinement steps.
     """
 
     layers: dict[str, dict[str, int | float]]
     dense: list[str]
     nmse: float
     macs_saved_fraction: float
-    rounds: list[tuple[float, float, float]]
+    rounds: list[tuple[float | None, float, float]]
 
 
 def fit_network_budget(
@@ -385,6 +386,7 @@ def fit_network_budget(
     max_network_nmse: float,
     seed: int = 0,
     rounds: int = 12,
+    refine: int | None = None,
 ) -> NetworkPick:
     r"""Per-layer points of the tuned fronts for a network output NMSE of at most ``max_network_nmse``.
 
@@ -394,30 +396,36 @@ def fit_network_budget(
     :math:`b`), and :math:`b` is calibrated on ``frames`` by measurement (:func:`network_nmse`): it starts at the
     network budget, is scaled by budget / measured (×2 to ×10 up, ×1/2 to ×1/10 down) until one :math:`b` is
     known within the budget and one beyond it, then bisected geometrically between them, ``rounds`` rounds in all
-    (a choice seen before is not measured again). The pick of most MACs saved among those measured within the budget is
-    returned (all dense if none was).
+    (a choice seen before is not measured again). From the pick of most MACs saved among those measured within the
+    budget (all dense if none was), ``refine`` more measurements (default: two per layer) try one layer at a time one
+    point up its front, most MACs saved per layer NMSE first, each kept if the network stays within the budget: the
+    layers' errors do not add up where the network amplifies one of them.
     """
     if max_network_nmse <= 0:
         raise ConfigError(f"The network NMSE budget must be > 0, got {max_network_nmse}.")
     fronts = {n: t.front for n, t in tuned.items()}
     total = sum(t.history[0]["macs"] for t in tuned.values()) or 1
-    best = NetworkPick({}, list(tuned), 0.0, 0.0, [])
-    history: list[tuple[float, float, float]] = []
+    history: list[tuple[float | None, float, float]] = []
     measured: dict[tuple, float] = {}
-    budget, within, beyond = max_network_nmse, 0.0, math.inf
-    for _ in range(rounds):
-        picks = pick_for_budget(fronts, budget)
+
+    def measure(picks: dict[str, dict[str, Any] | None]) -> tuple[dict[str, dict[str, int | float]], float, float]:
         layers = {n: LayerTuning(p).setting for n, p in picks.items() if p is not None}
         key = tuple(sorted((n, tuple(s.items())) for n, s in layers.items()))
         if key not in measured:
             measured[key] = network_nmse(net, frames, layers, seed) if layers else 0.0
-        error = measured[key]
-        saved = sum(p["macs_saved"] for p in picks.values() if p is not None) / total
+        return layers, measured[key], sum(p["macs_saved"] for p in picks.values() if p is not None) / total
+
+    best_picks: dict[str, dict[str, Any] | None] = dict.fromkeys(tuned)
+    best = NetworkPick({}, list(tuned), 0.0, 0.0, [])
+    budget, within, beyond = max_network_nmse, 0.0, math.inf
+    for _ in range(rounds):
+        picks = pick_for_budget(fronts, budget)
+        layers, error, saved = measure(picks)
         history.append((budget, error, saved))
         if error <= max_network_nmse:
             within = max(within, budget)
             if saved > best.macs_saved_fraction:
-                best = NetworkPick(layers, [n for n in tuned if n not in layers], error, saved, [])
+                best_picks, best = picks, NetworkPick(layers, [n for n in tuned if n not in layers], error, saved, [])
         else:
             beyond = min(beyond, budget)
         if within > 0 and beyond < math.inf:
@@ -425,5 +433,26 @@ def fit_network_budget(
         else:
             scale = max_network_nmse / max(error, 1e-30)
             budget *= min(max(scale, 2.0), 10.0) if error <= max_network_nmse else max(min(scale, 0.5), 0.1)
+    left = 2 * len(tuned) if refine is None else refine
+    while left > 0:
+        steps = []
+        for n, front in fronts.items():
+            now = best_picks[n]
+            up = [o for o in front if o["macs_saved"] > (0.0 if now is None else now["macs_saved"])]
+            if up:
+                nxt = min(up, key=lambda o: o["nmse"])
+                gain = nxt["macs_saved"] - (0.0 if now is None else now["macs_saved"])
+                steps.append((gain / max(nxt["nmse"] - (0.0 if now is None else now["nmse"]), 1e-30), n, nxt))
+        kept = False
+        for _, n, nxt in sorted(steps, key=lambda t: -t[0])[:left]:
+            left -= 1
+            trial = {**best_picks, n: nxt}
+            layers, error, saved = measure(trial)
+            history.append((None, error, saved))  # a refinement step: no summed budget
+            if error <= max_network_nmse and saved > best.macs_saved_fraction:
+                best_picks, best = trial, NetworkPick(layers, [m for m in tuned if m not in layers], error, saved, [])
+                kept = True
+        if not kept:
+            break
     best.rounds = history
     return best

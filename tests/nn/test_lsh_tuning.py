@@ -170,7 +170,12 @@ def test_network_budget_pick_is_measured_within_the_budget_and_front_is_non_domi
     assert pick.layers and pick.nmse <= budget and 0 < pick.macs_saved_fraction < 1
     assert pick.nmse == pytest.approx(network_nmse(net, frames, pick.layers))
     assert set(pick.layers) | set(pick.dense) == set(layers) and not set(pick.layers) & set(pick.dense)
-    assert all(b >= 0 and e >= 0 for b, e, _ in pick.rounds) and pick.rounds[0][0] == budget
+    assert all(e >= 0 for _, e, _ in pick.rounds) and pick.rounds[0][0] == budget
+    # every measured choice within the budget saves no more than the pick; refinement steps have no summed budget
+    assert max(saved for _, e, saved in pick.rounds if e <= budget) == pick.macs_saved_fraction
+    calibration = [b for b, _, _ in pick.rounds if b is not None]
+    assert len(calibration) == 12 and all(b > 0 for b in calibration)
+    assert pick.rounds[12:] and all(b is None for b, _, _ in pick.rounds[12:])
 
 
 def test_cli_lsh_tune_pareto_with_a_network_budget_writes_layers_and_skip_that_bench_reuse_measures(tmp_path, capsys):
@@ -200,3 +205,27 @@ def test_cli_lsh_tune_pareto_with_a_network_budget_writes_layers_and_skip_that_b
     cli_main(["bench", "reuse", *common, "--frames", "2", "--warmup", "0", "--config", str(out)])
     bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert bench["output_nmse"] == pytest.approx(report["network_nmse"], rel=1e-3)
+
+
+def test_refinement_finds_what_summed_layer_errors_miss_when_the_network_amplifies_one_layer(monkeypatch):
+    import hwnas_pl.nn.lsh_tuning as tuning
+
+    def point(nmse, saved):
+        return {"input_dim": 4, "hash_size": int(saved), "nmse": nmse, "compression_ratio": saved / 100,
+                "macs_saved": saved, "macs": 100}  # fmt: skip
+
+    tuned = {n: tuning.LayerTuning(point(0.01, 10), [point(0.01, 10), point(0.02, 20)]) for n in "abc"}
+    amplified = {"a": 100.0, "b": 1.0, "c": 1.0}  # the network multiplies layer a's error by 100
+
+    def network_nmse(net, frames, layers, seed=0):
+        nmse = {10: 0.01, 20: 0.02}
+        return sum(amplified[n] * nmse[s["hash_size"]] for n, s in layers.items())
+
+    monkeypatch.setattr(tuning, "network_nmse", network_nmse)
+    calibrated = tuning.fit_network_budget(None, None, tuned, 0.05, refine=0)
+    refined = tuning.fit_network_budget(None, None, tuned, 0.05)
+    # by hand: any point of a costs >= 1.0; b and c at their top points cost 0.04 and save 40 of 300
+    assert refined.layers == {"b": {"input_dim": 4, "hash_size": 20}, "c": {"input_dim": 4, "hash_size": 20}}
+    assert refined.dense == ["a"] and refined.nmse == pytest.approx(0.04)
+    assert refined.macs_saved_fraction == pytest.approx(40 / 300)
+    assert calibrated.macs_saved_fraction < refined.macs_saved_fraction
