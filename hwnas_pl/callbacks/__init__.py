@@ -12,7 +12,14 @@ from hwnas_pl.callbacks.prpnas import OperationPruning, ParetoRankAlphaUpdate, S
 #: classes imported when first asked for (they need aihwkit)
 LAZY = {"DriftEvaluation": "hwnas_pl.callbacks.drift_evaluation"}
 
-__all__ = ["DriftEvaluation", "LSHRefresh", "OperationPruning", "ParetoRankAlphaUpdate", "SupernetExport", "SupernetRanking"]
+__all__ = [
+    "DriftEvaluation",
+    "LSHRefresh",
+    "OperationPruning",
+    "ParetoRankAlphaUpdate",
+    "SupernetExport",
+    "SupernetRanking",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -52,7 +52,8 @@ def _own(model):
 def test_hyperplanes_are_redrawn_for_training_and_the_layers_own_elsewhere(tmp_path, every):
     model, _ = _fit(tmp_path, every, epochs=2)
     own = _own(model)
-    assert [m.seed for m in model.net if isinstance(m, ReuseLinear)] == [6, 8]  # seed + index in named_modules (the Sequential itself is 0)
+    seeds = [m.seed for m in model.net if isinstance(m, ReuseLinear)]
+    assert seeds == [6, 8]  # seed + index in named_modules (the Sequential itself is 0)
     train = [s for s in model.seen if s[0] == "train"]
     assert len(train) == 6 and all(s[0] == "val" for s in model.seen if s not in train)
     for stage, epoch, step, planes in model.seen:
