@@ -453,8 +453,9 @@ class DistillationTask(Task):
     normalised squared error :math:`\sum (s - t)^2 / \sum t^2` over the batch, which matches the logits themselves
     (the NMSE ``hwnas bench reuse`` reports), where a near-uniform softmax gives the KL little to match. Logged as
     ``{stage}/loss``, with ``{stage}/agreement``, the share of samples (pixels) whose top class is the teacher's.
-    Batches are unlabelled frames ``(B, C, H, W)``, clips ``(B, L, C, H, W)`` or pairs ``[frames t, frames t+1]`` (flattened clip by clip to ``B·L`` frames); a labelled
-    ``(x, y)`` batch has its labels ignored. The module sets :attr:`teacher`.
+    Batches are unlabelled frames ``(B, C, H, W)``, clips ``(B, L, C, H, W)`` or pairs ``[frames t, frames t+1]``
+    (flattened clip by clip to ``B·L`` frames); a labelled ``(x, y)`` batch has its labels ignored. The module sets
+    :attr:`teacher`.
 
     Args:
         num_classes: outputs of the network.
