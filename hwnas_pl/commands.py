@@ -224,9 +224,7 @@ def lsh_tune_main(args: list[str]) -> None:
         """The row of the setting written for layer ``n``: its least Theta, or the network budget's pick."""
         if cfg.network_nmse is None:
             return t.best
-        if n not in settings["layers"]:
-            return {"dense": True}
-        return next(h for h in t.history if LayerTuning(h).setting == settings["layers"][n])
+        return pick.points[n] or {"dense": True}
 
     rows = [{"layer": n, **chosen(n, t), "evaluations": len(t.history), "seconds": s,
              "front": [{k: f[k] for k in ("input_dim", "hash_size", "nmse", "compression_ratio")} for f in t.front]}

@@ -296,6 +296,16 @@ def tune_network(
     return {name: (tuning, seconds) for name, tuning, seconds in done}
 
 
+def _saved(point: dict[str, Any] | None) -> float:
+    """MACs a front point saves (a dense layer, ``None``: 0)."""
+    return 0.0 if point is None else point["macs_saved"]
+
+
+def _error(point: dict[str, Any] | None) -> float:
+    """A front point's layer NMSE (a dense layer, ``None``: 0)."""
+    return 0.0 if point is None else point["nmse"]
+
+
 def pick_for_budget(fronts: dict[str, list[dict[str, Any]]], budget: float) -> dict[str, dict[str, Any] | None]:
     r"""One point of each layer's front, or ``None`` (dense), for the most MACs saved within a summed layer NMSE.
 
@@ -312,15 +322,8 @@ def pick_for_budget(fronts: dict[str, list[dict[str, Any]]], budget: float) -> d
     options = {n: [None, *front] for n, front in fronts.items()}
 
     def choose(beta: float) -> tuple[dict[str, dict[str, Any] | None], float]:
-        picks = {n: max(opts, key=lambda o: 0.0 if o is None else o["macs_saved"] - beta * o["nmse"])
-                 for n, opts in options.items()}  # fmt: skip
-        return picks, sum(0.0 if o is None else o["nmse"] for o in picks.values())
-
-    def saved(o: dict[str, Any] | None) -> float:
-        return 0.0 if o is None else o["macs_saved"]
-
-    def error(o: dict[str, Any] | None) -> float:
-        return 0.0 if o is None else o["nmse"]
+        picks = {n: max(opts, key=lambda o: _saved(o) - beta * _error(o)) for n, opts in options.items()}
+        return picks, sum(_error(o) for o in picks.values())
 
     picks, spent = choose(0.0)
     if spent <= budget:
@@ -335,12 +338,12 @@ def pick_for_budget(fronts: dict[str, list[dict[str, Any]]], budget: float) -> d
     picks, spent = choose(10.0**high)
     while True:  # then fill what is left of the budget: the upgrade of most MACs saved per NMSE that still fits
         moves = [(gain, n, o) for n, opts in options.items() for o in opts
-                 for gain in [(saved(o) - saved(picks[n])) / max(error(o) - error(picks[n]), 1e-30)]
-                 if saved(o) > saved(picks[n]) and spent - error(picks[n]) + error(o) <= budget]  # fmt: skip
+                 for gain in [(_saved(o) - _saved(picks[n])) / max(_error(o) - _error(picks[n]), 1e-30)]
+                 if _saved(o) > _saved(picks[n]) and spent - _error(picks[n]) + _error(o) <= budget]  # fmt: skip
         if not moves:
             return picks
         _, n, o = max(moves, key=lambda m: m[0])
-        spent += error(o) - error(picks[n])
+        spent += _error(o) - _error(picks[n])
         picks[n] = o
 
 
@@ -366,17 +369,26 @@ def network_nmse(net: nn.Module, frames: torch.Tensor, layers: dict[str, dict[st
 class NetworkPick:
     """Per-layer settings for a network NMSE budget (:func:`fit_network_budget`).
 
-    ``layers``: name -> ``to_reuse`` setting of the reused layers; ``dense``: names kept dense; ``nmse``: the
-    network's measured output NMSE with them; ``macs_saved_fraction``: MACs saved over the tuned layers' dense MACs;
-    ``rounds``: each round's (layer-NMSE budget, measured network NMSE, MACs saved fraction); the budget is
-    ``None`` for the refinement steps.
+    ``points``: name -> the chosen row of the layer's front, ``None`` where it stays dense (:attr:`layers` and
+    :attr:`dense` are derived from them); ``nmse``: the network's measured output NMSE with them;
+    ``macs_saved_fraction``: MACs saved over the tuned layers' dense MACs; ``rounds``: each round's (layer-NMSE
+    budget, measured network NMSE, MACs saved fraction); the budget is ``None`` for the refinement steps.
     """
 
-    layers: dict[str, dict[str, int | float]]
-    dense: list[str]
+    points: dict[str, dict[str, Any] | None]
     nmse: float
     macs_saved_fraction: float
     rounds: list[tuple[float | None, float, float]]
+
+    @property
+    def layers(self) -> dict[str, dict[str, int | float]]:
+        """Name -> ``to_reuse`` setting of the reused layers."""
+        return {n: LayerTuning(p).setting for n, p in self.points.items() if p is not None}
+
+    @property
+    def dense(self) -> list[str]:
+        """Names of the layers kept dense."""
+        return [n for n, p in self.points.items() if p is None]
 
 
 def fit_network_budget(
@@ -408,50 +420,46 @@ def fit_network_budget(
     history: list[tuple[float | None, float, float]] = []
     measured: dict[tuple, float] = {}
 
-    def measure(picks: dict[str, dict[str, Any] | None]) -> tuple[dict[str, dict[str, int | float]], float, float]:
-        layers = {n: LayerTuning(p).setting for n, p in picks.items() if p is not None}
-        key = tuple(sorted((n, tuple(s.items())) for n, s in layers.items()))
+    def measure(picks: dict[str, dict[str, Any] | None]) -> NetworkPick:
+        pick = NetworkPick(picks, 0.0, sum(_saved(p) for p in picks.values()) / total, [])
+        key = tuple(sorted((n, tuple(s.items())) for n, s in pick.layers.items()))
         if key not in measured:
-            measured[key] = network_nmse(net, frames, layers, seed) if layers else 0.0
-        return layers, measured[key], sum(p["macs_saved"] for p in picks.values() if p is not None) / total
+            measured[key] = network_nmse(net, frames, pick.layers, seed) if pick.layers else 0.0
+        pick.nmse = measured[key]
+        return pick
 
-    best_picks: dict[str, dict[str, Any] | None] = dict.fromkeys(tuned)
-    best = NetworkPick({}, list(tuned), 0.0, 0.0, [])
+    best = NetworkPick(dict.fromkeys(tuned), 0.0, 0.0, [])
     budget, within, beyond = max_network_nmse, 0.0, math.inf
     for _ in range(rounds):
-        picks = pick_for_budget(fronts, budget)
-        layers, error, saved = measure(picks)
-        history.append((budget, error, saved))
-        if error <= max_network_nmse:
+        pick = measure(pick_for_budget(fronts, budget))
+        history.append((budget, pick.nmse, pick.macs_saved_fraction))
+        if pick.nmse <= max_network_nmse:
             within = max(within, budget)
-            if saved > best.macs_saved_fraction:
-                best_picks, best = picks, NetworkPick(layers, [n for n in tuned if n not in layers], error, saved, [])
+            if pick.macs_saved_fraction > best.macs_saved_fraction:
+                best = pick
         else:
             beyond = min(beyond, budget)
         if within > 0 and beyond < math.inf:
             budget = math.sqrt(within * beyond)
         else:
-            scale = max_network_nmse / max(error, 1e-30)
-            budget *= min(max(scale, 2.0), 10.0) if error <= max_network_nmse else max(min(scale, 0.5), 0.1)
+            scale = max_network_nmse / max(pick.nmse, 1e-30)
+            budget *= min(max(scale, 2.0), 10.0) if pick.nmse <= max_network_nmse else max(min(scale, 0.5), 0.1)
     left = 2 * len(tuned) if refine is None else refine
     while left > 0:
         steps = []
         for n, front in fronts.items():
-            now = best_picks[n]
-            up = [o for o in front if o["macs_saved"] > (0.0 if now is None else now["macs_saved"])]
+            now = best.points[n]
+            up = [o for o in front if o["macs_saved"] > _saved(now)]
             if up:
                 nxt = min(up, key=lambda o: o["nmse"])
-                gain = nxt["macs_saved"] - (0.0 if now is None else now["macs_saved"])
-                steps.append((gain / max(nxt["nmse"] - (0.0 if now is None else now["nmse"]), 1e-30), n, nxt))
+                steps.append(((nxt["macs_saved"] - _saved(now)) / max(nxt["nmse"] - _error(now), 1e-30), n, nxt))
         kept = False
         for _, n, nxt in sorted(steps, key=lambda t: -t[0])[:left]:
             left -= 1
-            trial = {**best_picks, n: nxt}
-            layers, error, saved = measure(trial)
-            history.append((None, error, saved))  # a refinement step: no summed budget
-            if error <= max_network_nmse and saved > best.macs_saved_fraction:
-                best_picks, best = trial, NetworkPick(layers, [m for m in tuned if m not in layers], error, saved, [])
-                kept = True
+            trial = measure({**best.points, n: nxt})
+            history.append((None, trial.nmse, trial.macs_saved_fraction))  # a refinement step: no summed budget
+            if trial.nmse <= max_network_nmse and trial.macs_saved_fraction > best.macs_saved_fraction:
+                best, kept = trial, True
         if not kept:
             break
     best.rounds = history
