@@ -235,6 +235,39 @@ def write_hw_nas_bench(path: str | Path, arch_strings: list[str], seed: int = 0)
     return values
 
 
+def write_hw_nas_bench_fbnet(path: str | Path, seed: int = 0) -> dict:
+    """A ``HW-NAS-Bench-v1_0.pickle`` whose ``fbnet`` half holds a lookup table per metric, ``{op_key: value}``,
+    with every key ``fbnet_get_metrics`` can ask for (both datasets), written from the published geometry: stem 16,
+    stages of (layers, channels) (1, 16) (4, 24) (4, 32) (4, 64) (4, 112) (4, 184) (1, 352), strides
+    (1, 1, 2, 2, 1, 2, 1) with stem stride 1 and header 1504 on cifar100 (32x32), (1, 2, 2, 2, 1, 2, 1), 2 and 1984
+    on ImageNet (224x224). Returns the tables written (metric -> key -> value)."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    blocks = [(1, 3, 1), (1, 3, 2), (3, 3, 1), (6, 3, 1), (1, 5, 1), (1, 5, 2), (3, 5, 1), (6, 5, 1)]
+    stages = [(1, 16), (4, 24), (4, 32), (4, 64), (4, 112), (4, 184), (1, 352)]
+    keys = []
+    for size, stem_stride, strides, header, classes in ((32, 1, (1, 1, 2, 2, 1, 2, 1), 1504, 100),
+                                                        (224, 2, (1, 2, 2, 2, 1, 2, 1), 1984, 1000)):  # fmt: skip
+        keys.append(f"ConvNorm_H{size}_W{size}_Cin3_Cout16_kernel3_stride{stem_stride}_group1")
+        h, c = size // stem_stride, 16
+        for (n, c_out), stride in zip(stages, strides):
+            for i in range(n):
+                s = stride if i == 0 else 1
+                keys += [f"ConvBlock_H{h}_W{h}_Cin{c}_Cout{c_out}_exp{e}_kernel{k}_stride{s}_group{g}"
+                         for e, k, g in blocks]  # fmt: skip
+                keys.append(f"Skip_H{h}_W{h}_Cin{c}_Cout{c_out}_stride{s}")
+                h, c = h // s, c_out
+        keys += [f"ConvNorm_H{h}_W{h}_Cin352_Cout{header}_kernel1_stride1_group1",
+                 f"AvgP_H{h}_W{h}_Cin{header}_Cout{header}_kernel{h}_stride1", f"FC_Cin{header}_Cout{classes}"]  # fmt: skip
+    metrics = ["edgegpu_latency", "edgegpu_energy", "raspi4_latency", "pixel3_latency", "eyeriss_latency",
+               "eyeriss_energy", "fpga_latency", "fpga_energy"]  # fmt: skip
+    tables = {m: {k: float(rng.uniform(0.01, 2.0)) for k in keys} for m in metrics}
+    with open(path, "wb") as f:
+        pickle.dump({"fbnet": tables}, f)
+    return tables
+
+
 def write_video(path: str | Path, frames: int, height: int = 32, width: int = 48, fps: int = 10) -> Path:
     """An mp4 (MPEG-4 part 2) of ``frames`` frames; frame ``t`` is filled with grey level ``20 + 40 * t`` (mod 256)."""
     import av

@@ -1,12 +1,18 @@
-"""HW-NAS-Bench (Li et al., ICLR 2021) device costs of NAS-Bench-201 cells, read from its published pickle.
+"""HW-NAS-Bench (Li et al., ICLR 2021) device costs of NAS-Bench-201 cells and FBNet networks, from its pickle.
 
-``HW-NAS-Bench-v1_0.pickle`` (the user's download; GATECH-EIC/HW-NAS-Bench) holds, as its API
-(``HWNASBenchAPI.query_by_index``) reads it, ``data["nasbench201"][dataset][metric][index]`` for the datasets
-``cifar10``, ``cifar100`` and ``ImageNet16-120`` and the metrics :data:`NB201_METRICS` (latency in ms, energy in
-mJ, measured on an edge GPU (Jetson TX2), a Raspberry Pi 4, an Edge TPU and a Pixel 3, estimated for the Eyeriss
-ASIC and an FPGA), and ``data["nasbench201"][dataset]["config"][index]``, each with the cell's ``arch_str``, which
-maps the benchmark's indices to cells. The pickle is unpickled with only plain containers and numbers allowed.
-The FBNet half of the file prices another space (22 layers of 9 blocks) than the MBConv space here, and is not read.
+``HW-NAS-Bench-v1_0.pickle`` (the user's download; GATECH-EIC/HW-NAS-Bench) holds, as its API reads it:
+
+- **NAS-Bench-201** (``HWNASBenchAPI.query_by_index``): ``data["nasbench201"][dataset][metric][index]`` for the
+  datasets ``cifar10``, ``cifar100`` and ``ImageNet16-120`` and the metrics :data:`NB201_METRICS` (latency in ms,
+  energy in mJ, measured on an edge GPU (Jetson TX2), a Raspberry Pi 4, an Edge TPU and a Pixel 3, estimated for
+  the Eyeriss ASIC and an FPGA), and ``data["nasbench201"][dataset]["config"][index]``, each with the cell's
+  ``arch_str``, which maps the benchmark's indices to cells.
+- **FBNet** (``fbnet_get_metrics``): one lookup table per metric of :data:`FBNET_METRICS` (no Edge TPU),
+  ``data["fbnet"][metric][op_key]``; a network's cost is the sum over its stem, its 22 layers, its header conv,
+  its average pool and its classifier of the entries named by :func:`fbnet_op_keys`. The datasets are ``cifar100``
+  (32×32 networks, :class:`~hwnas_pl.spaces.fbnet.FBNetSpace` skeleton ``cifar``) and ``ImageNet`` (``imagenet``).
+
+The pickle is unpickled with only plain containers and numbers allowed.
 """
 
 from __future__ import annotations
@@ -26,7 +32,12 @@ NB201_METRICS = (
     "edgegpu_latency", "edgegpu_energy", "raspi4_latency", "edgetpu_latency", "pixel3_latency", "eyeriss_latency",
     "eyeriss_energy", "eyeriss_arithmetic_intensity", "fpga_latency", "fpga_energy",
 )  # fmt: skip
-DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+FBNET_METRICS = (
+    "edgegpu_latency", "edgegpu_energy", "raspi4_latency", "pixel3_latency", "eyeriss_latency", "eyeriss_energy",
+    "fpga_latency", "fpga_energy",
+)  # fmt: skip
+DATASETS = {"nasbench201": ("cifar10", "cifar100", "ImageNet16-120"), "fbnet": ("cifar100", "ImageNet")}
+FBNET_SKELETONS = {"cifar100": ("cifar", 100), "ImageNet": ("imagenet", 1000)}  # dataset -> (skeleton, classes)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -44,49 +55,99 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected class {module}.{name}")
 
 
+def fbnet_op_keys(space: SearchSpace, arch: Any, dataset: str) -> list[str]:
+    """The lookup-table keys whose entries add up to an FBNet network's cost (HW-NAS-Bench ``fbnet_get_metrics``).
+
+    ``ConvNorm`` (stem and header conv), ``ConvBlock`` (exp, kernel, stride, group of the layer's block) or ``Skip``
+    per layer, ``AvgP`` and ``FC``, each with the input height/width, channels and stride of its place.
+    """
+    from hwnas_pl.spaces.fbnet import STEM_CHANNELS, parse_block
+
+    arch = space.validate(arch)
+    size = 32 if dataset == "cifar100" else 224
+    num_classes = FBNET_SKELETONS[dataset][1]
+    sizes = space.resolutions(size)
+    keys = [f"ConvNorm_H{size}_W{size}_Cin3_Cout{STEM_CHANNELS}_kernel3_stride{space.stem_stride}_group1"]
+    for choice, (c_in, c_out, stride), h in zip(arch, space.layers, sizes):
+        if choice == "skip":
+            keys.append(f"Skip_H{h}_W{h}_Cin{c_in}_Cout{c_out}_stride{stride}")
+        else:
+            kernel, expand, groups = parse_block(choice)
+            keys.append(f"ConvBlock_H{h}_W{h}_Cin{c_in}_Cout{c_out}_exp{expand}_kernel{kernel}_stride{stride}"
+                        f"_group{groups}")  # fmt: skip
+    h, c_last, header = sizes[-1], space.layers[-1][1], space.header
+    keys.append(f"ConvNorm_H{h}_W{h}_Cin{c_last}_Cout{header}_kernel1_stride1_group1")
+    keys.append(f"AvgP_H{h}_W{h}_Cin{header}_Cout{header}_kernel{h}_stride1")
+    keys.append(f"FC_Cin{header}_Cout{num_classes}")
+    return keys
+
+
 @register_cost_model("hw_nas_bench")
 class HWNASBenchModel(CostModel):
-    """HW-NAS-Bench's NAS-Bench-201 costs (all minimised) for one dataset.
+    """HW-NAS-Bench's costs (all minimised) of NAS-Bench-201 cells or FBNet networks for one dataset.
 
     Args:
-        space: a NAS-Bench-201 space.
+        space: a NAS-Bench-201 or an FBNet space (the FBNet skeleton must match the dataset).
         path: the ``HW-NAS-Bench-v1_0.pickle`` file.
-        dataset: ``cifar10``, ``cifar100`` or ``ImageNet16-120``.
-        metrics: the columns to return (default: every latency and energy of :data:`NB201_METRICS`).
+        dataset: NAS-Bench-201: ``cifar10``, ``cifar100`` or ``ImageNet16-120``; FBNet: ``cifar100`` or
+            ``ImageNet``.
+        metrics: the columns to return (default: every latency and energy of the space's metrics).
     """
 
     def __init__(
         self, space: SearchSpace, path: str | Path, dataset: str = "cifar10", metrics: Sequence[str] | None = None
     ) -> None:
         super().__init__(space)
-        if space.name != "nasbench201":
-            raise ConfigError(f"HW-NAS-Bench prices NAS-Bench-201 cells; the search space is {space.name}.")
-        if dataset not in DATASETS:
-            raise ConfigError(f"HW-NAS-Bench dataset '{dataset}' is unknown; expected one of: {', '.join(DATASETS)}.")
+        if space.name not in DATASETS:
+            raise ConfigError(f"HW-NAS-Bench prices NAS-Bench-201 cells and FBNet networks; the search space is "
+                              f"{space.name}.")  # fmt: skip
+        if dataset not in DATASETS[space.name]:
+            raise ConfigError(f"HW-NAS-Bench dataset '{dataset}' is unknown for the {space.name} space; expected "
+                              f"one of: {', '.join(DATASETS[space.name])}.")  # fmt: skip
+        if space.name == "fbnet" and space.skeleton != FBNET_SKELETONS[dataset][0]:
+            raise ConfigError(f"HW-NAS-Bench prices {dataset} FBNet networks with the "
+                              f"'{FBNET_SKELETONS[dataset][0]}' skeleton; the space has '{space.skeleton}'.")  # fmt: skip
         self.path = Path(path)
         if not self.path.is_file():
             raise UserInputError(
                 f"HW-NAS-Bench file '{self.path}' does not exist; expected HW-NAS-Bench-v1_0.pickle from the "
                 "GATECH-EIC/HW-NAS-Bench repository."
             )
+        part = "nasbench201" if space.name == "nasbench201" else "fbnet"
         try:
             with self.path.open("rb") as f:
                 data = _PlainUnpickler(f).load()
-            table = data["nasbench201"][dataset]
+            table = data[part][dataset] if part == "nasbench201" else data[part]
+            if not isinstance(table, dict):
+                raise TypeError(f"{type(table).__name__} instead of a mapping")
         except (pickle.UnpicklingError, KeyError, TypeError, EOFError) as err:
-            raise UserInputError(f"HW-NAS-Bench file '{self.path}' has no nasbench201/{dataset} table in its format "
+            where = f"nasbench201/{dataset}" if part == "nasbench201" else "fbnet"
+            raise UserInputError(f"HW-NAS-Bench file '{self.path}' has no {where} table in its format "
                                  f"({type(err).__name__}: {err}).") from None  # fmt: skip
-        wanted = list(metrics) if metrics is not None else [m for m in NB201_METRICS if "intensity" not in m]
-        unknown = [m for m in wanted if m not in NB201_METRICS or m not in table]
+        known = NB201_METRICS if part == "nasbench201" else FBNET_METRICS
+        wanted = list(metrics) if metrics is not None else [m for m in known if "intensity" not in m]
+        unknown = [m for m in wanted if m not in known or m not in table]
         if unknown:
-            raise ConfigError(f"HW-NAS-Bench has no metric '{unknown[0]}' for {dataset}; expected one of: "
-                              f"{', '.join(m for m in NB201_METRICS if m in table)}.")  # fmt: skip
+            raise ConfigError(f"HW-NAS-Bench has no metric '{unknown[0]}' for {space.name} {dataset}; expected one "
+                              f"of: {', '.join(m for m in known if m in table)}.")  # fmt: skip
         self.directions = {m: "min" for m in wanted}
-        self.index = {space.validate(str(c["arch_str"])): i for i, c in enumerate(table["config"])}
-        self.values = {m: np.asarray(table[m], dtype=float) for m in wanted}
         self.dataset = dataset
+        if part == "nasbench201":
+            self.index = {space.validate(str(c["arch_str"])): i for i, c in enumerate(table["config"])}
+            self.values = {m: np.asarray(table[m], dtype=float) for m in wanted}
+        else:
+            self.tables = {m: table[m] for m in wanted}
 
     def _evaluate(self, archs: list[Any], out: dict[str, Any]) -> None:
+        if self.space.name == "fbnet":
+            keys = [fbnet_op_keys(self.space, a, self.dataset) for a in archs]
+            for metric, lut in self.tables.items():
+                missing = next((k for ks in keys for k in ks if k not in lut), None)
+                if missing is not None:
+                    raise UserInputError(f"HW-NAS-Bench file '{self.path}' has no fbnet {metric} entry for op "
+                                         f"'{missing}'.")  # fmt: skip
+                out[metric] = np.array([sum(float(lut[k]) for k in ks) for ks in keys])
+            return
         missing = [a for a in archs if a not in self.index]
         if missing:
             raise UserInputError(

@@ -12,6 +12,7 @@ from hwnas_pl.spaces.base import (
     list_search_spaces,
     register_search_space,
 )
+from hwnas_pl.spaces.fbnet import FBNetSpace
 from hwnas_pl.spaces.mbconv import MBConvSpace
 from hwnas_pl.spaces.nasbench201 import NASBench201Space
 
@@ -19,6 +20,7 @@ __all__ = [
     "AnalogNASSpace",
     "ArchNetwork",
     "EncodedSpace",
+    "FBNetSpace",
     "MBConvSpace",
     "MacroArch",
     "MainBlock",

@@ -422,3 +422,49 @@ def test_a_variable_size_space_searches_without_an_encoding():
         minimize(space, NSGA2Search(space, 10), [AnalyticCostModel(space)], max_evaluations=10)
     with pytest.raises(ConfigError, match="The chain space cannot be enumerated"):
         list(space.enumerate())
+
+
+# ---------------------------------------------------------------- FBNet (HW-NAS-Bench's)
+def test_fbnet_skeleton_is_hw_nas_benchs():
+    from hwnas_pl.spaces import FBNetSpace
+
+    space = FBNetSpace("cifar")
+    assert space.size() == 9**22 and space.cardinalities == (9,) * 22
+    # stage firsts: 16->16 s1, 16->24 s1, 24->32 s2, 32->64 s2, 64->112 s1, 112->184 s2, 184->352 s1
+    firsts = [space.layers[i] for i in (0, 1, 5, 9, 13, 17, 21)]
+    assert firsts == [(16, 16, 1), (16, 24, 1), (24, 32, 2), (32, 64, 2), (64, 112, 1), (112, 184, 2), (184, 352, 1)]
+    assert space.resolutions(32)[::4] == [32, 32, 16, 8, 8, 4] and space.resolutions(32)[-1] == 4
+    assert FBNetSpace("imagenet").resolutions(224)[-1] == 7 and FBNetSpace("imagenet").header == 1984
+    arch = ("skip",) * 22
+    # an all-skip network: stem, the 6 projecting 1x1 skips (layer 0 is an identity), header conv, classifier
+    assert space.depth(arch) == 1 + 6 + 1 + 1
+    with pytest.raises(ConfigError, match="Unknown block 'k7_e6' for FBNet layer 3; expected one of: k3_e1"):
+        space.encode(("skip",) * 3 + ("k7_e6",) + ("skip",) * 18)
+
+
+def test_fbnet_grouped_block_by_hand():
+    from hwnas_pl.nn.counting import count_network
+    from hwnas_pl.spaces.fbnet import ChannelShuffle, fbnet_block
+
+    block = fbnet_block("k3_e1_g2", 16, 24, 1)
+    # 1x1 16->16 in 2 groups 128, BN 32, depthwise 3x3 144, BN 32, 1x1 16->24 in 2 groups 192, BN 48
+    assert sum(p.numel() for p in block.parameters()) == 128 + 32 + 144 + 32 + 192 + 48
+    assert count_network(block, (16, 8, 8)).macs == 64 * (128 + 144 + 192)
+    x = torch.arange(4.0).view(1, 4, 1, 1)
+    assert ChannelShuffle(2)(x).flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
+    assert not block.residual and fbnet_block("k5_e6", 24, 24, 1).residual
+    skip = fbnet_block("skip", 24, 32, 2)  # a projecting skip: 1x1 conv 24->32 stride 2, BN, ReLU
+    assert sum(p.numel() for p in skip.parameters()) == 24 * 32 + 64 and skip(torch.randn(1, 24, 8, 8)).shape[-1] == 4
+
+
+def test_fbnet_counts_by_op_equal_the_network():
+    from hwnas_pl.nn.counting import count_network
+    from hwnas_pl.spaces import FBNetSpace
+
+    for skeleton, shape, classes in (("cifar", (3, 32, 32), 100), ("imagenet", (3, 224, 224), 1000)):
+        space = FBNetSpace(skeleton)
+        arch = space.sample(1, np.random.default_rng(3))[0]
+        by_op, whole = space.count(arch, classes, shape), count_network(space.build(arch, classes, shape), shape)
+        assert (by_op.macs, by_op.params) == (whole.macs, whole.params)
+    out = FBNetSpace("cifar").build(arch, 100, (3, 32, 32))(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 100)
