@@ -268,6 +268,20 @@ def write_hw_nas_bench_fbnet(path: str | Path, seed: int = 0) -> dict:
     return tables
 
 
+def write_fbnet_inputs(root: str | Path, n: int = 40, seed: int = 0) -> tuple[Path, Path]:
+    """What ``configs/hwprnas_fbnet.yaml`` reads: a CSV of ``n`` LHS-drawn FBNet (cifar) networks with an
+    ``accuracy`` column (uniform 60-75) and HW-NAS-Bench's pickle with its FBNet lookup tables. Returns both paths."""
+    from hwnas_pl.spaces import FBNetSpace
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_hw_nas_bench_fbnet(root / "HW-NAS-Bench-v1_0.pickle", seed)
+    space, rng = FBNetSpace("cifar"), np.random.default_rng(seed)
+    rows = [f"{space.to_string(a)},{rng.uniform(60, 75):.2f}" for a in space.sample(n, rng, method="lhs")]
+    (root / "fbnet_cifar100_accuracy.csv").write_text("arch,accuracy\n" + "\n".join(rows) + "\n")
+    return root / "fbnet_cifar100_accuracy.csv", root / "HW-NAS-Bench-v1_0.pickle"
+
+
 def write_video(path: str | Path, frames: int, height: int = 32, width: int = 48, fps: int = 10) -> Path:
     """An mp4 (MPEG-4 part 2) of ``frames`` frames; frame ``t`` is filled with grey level ``20 + 40 * t`` (mod 256)."""
     import av

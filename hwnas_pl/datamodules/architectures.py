@@ -48,7 +48,8 @@ class ArchitectureDataModule(HWNASDataModule):
         space: the search space.
         devices: platform -> {metric: "min"|"max"}; the heads, in order.
         evaluators: cost models (or factories called with the space) computing the metrics.
-        table: instead of ``evaluators``, a CSV with an ``arch`` column and the metrics' columns.
+        table: a CSV with an ``arch`` column and metric columns; its rows are then the sample, and ``evaluators``
+            measure the metrics it has no column for (e.g. trained FBNet accuracies + HW-NAS-Bench's latencies).
         n_train, n_val: architectures in each split (thesis: 500 and 100).
         sampling: ``"lhs"`` or ``"uniform"``.
         seed: of the sample (and of the loaders' shuffling).
@@ -77,8 +78,9 @@ class ArchitectureDataModule(HWNASDataModule):
         bad = [(d, m, v) for d, obj in devices.items() for m, v in obj.items() if v not in ("min", "max")]
         if bad or any(len(obj) < 1 for obj in devices.values()):
             raise ConfigError(f"Device objectives map metrics to 'min' or 'max'; got {bad[0] if bad else devices}.")
-        if (table is None) == (not evaluators):
-            raise ConfigError("ArchitectureDataModule takes its objectives from evaluators or from a table, not both.")
+        if table is None and not evaluators:
+            raise ConfigError("ArchitectureDataModule needs evaluators, a table, or both (the table's rows as the "
+                              "sample, evaluators for the metrics it lacks).")  # fmt: skip
         if n_train < 2 or n_val < 0:
             raise ConfigError(f"ArchitectureDataModule needs n_train >= 2 and n_val >= 0, got {n_train}, {n_val}.")
         self.space = space
@@ -109,16 +111,19 @@ class ArchitectureDataModule(HWNASDataModule):
         raise ConfigError(f"The {self.space.name} space gave only {len(archs)} distinct architectures of {n}.")
 
     def table_model(self) -> TableCostModel:
-        """The ``table`` as a cost model of :attr:`metrics` (read once; its errors name the file and column)."""
+        """The ``table`` as a cost model of the :attr:`metrics` no evaluator computes, or of all of them without
+        evaluators (read once; its errors name the file and column)."""
         if self._table_model is None:
             directions = {m: d for obj in self.devices.values() for m, d in obj.items()}
-            self._table_model = TableCostModel(self.space, self.table, {m: directions[m] for m in self.metrics})
+            computed = {m for e in self.evaluators for m in e.directions}
+            own = {m: directions[m] for m in self.metrics if m not in computed}
+            self._table_model = TableCostModel(self.space, self.table, own or {})
         return self._table_model
 
     def measure(self, archs: list[Any]) -> np.ndarray:
         """``(len(archs), len(metrics))`` objectives."""
         values: dict[str, np.ndarray] = {}
-        for evaluator in [self.table_model()] if self.table is not None else self.evaluators:
+        for evaluator in [*([self.table_model()] if self.table is not None else []), *self.evaluators]:
             values.update(evaluator.evaluate(archs))
         missing = [m for m in self.metrics if m not in values]
         if missing:

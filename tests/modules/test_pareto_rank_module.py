@@ -118,5 +118,35 @@ def test_objectives_can_come_from_a_csv(tmp_path):
         i = archs.index(dm.archs[k])
         row = dm.data_train[k][1] if k < 20 else dm.data_val[k - 20][1]
         assert row.tolist() == pytest.approx([values["params"][i], values["flops"][i]])
+    with pytest.raises(Exception, match="needs evaluators, a table, or both"):
+        ArchitectureDataModule(SPACE, {"d": {"params": "min"}})
     with pytest.raises(Exception, match="has no column 'energy'"):
         ArchitectureDataModule(SPACE, {"d": {"energy": "min"}}, table=tmp_path / "t.csv", n_train=20).setup("fit")
+
+
+@pytest.mark.slow
+def test_fbnet_config_trains_on_accuracies_from_a_csv_and_hw_nas_bench_latencies(tmp_path, monkeypatch):
+    """configs/hwprnas_fbnet.yaml as a user runs it: the CSV's rows are the sample, HW-NAS-Bench prices them."""
+    from datasets import write_fbnet_inputs
+
+    from hwnas_pl.evaluators.hw_nas_bench import HWNASBenchModel
+    from hwnas_pl.spaces import FBNetSpace
+
+    csv, pickle = write_fbnet_inputs(tmp_path / "user")
+    monkeypatch.setenv("FBNET_ACCURACY_CSV", str(csv))
+    monkeypatch.setenv("HW_NAS_BENCH_PICKLE", str(pickle))
+    monkeypatch.chdir(tmp_path)
+    cli_main(["fit", "--config", str(CONFIGS / "hwprnas_fbnet.yaml"), "--trainer.max_epochs", "2",
+              "--data.init_args.n_train", "30", "--data.init_args.n_val", "10", "--trainer.logger", "false"])  # fmt: skip
+    space = FBNetSpace("cifar")
+    model = ParetoScoreModel(space, tmp_path / "outputs" / "hwprnas_fbnet" / "pareto_score.ckpt", device="pixel3")
+    assert model.devices == ["pixel3", "edgegpu"]
+    assert np.isfinite(model.evaluate(space.sample(3, np.random.default_rng(5)))["pareto_score"]).all()
+    dm = ArchitectureDataModule(space, {"pixel3": {"accuracy": "max", "pixel3_latency": "min"}},
+                                [HWNASBenchModel(space, pickle, "cifar100", ["pixel3_latency"])], table=csv,
+                                n_train=30, n_val=10)  # fmt: skip
+    dm.setup("fit")
+    rows = dict(line.split(",") for line in csv.read_text().splitlines()[1:])
+    arch, (accuracy, latency) = dm.archs[0], dm.data_train[0][1].tolist()
+    assert accuracy == pytest.approx(float(rows[space.to_string(arch)]))
+    assert latency == pytest.approx(HWNASBenchModel(space, pickle, "cifar100").evaluate([arch])["pixel3_latency"][0])
