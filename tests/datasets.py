@@ -259,7 +259,8 @@ def write_hw_nas_bench_fbnet(path: str | Path, seed: int = 0) -> dict:
                 keys.append(f"Skip_H{h}_W{h}_Cin{c}_Cout{c_out}_stride{s}")
                 h, c = h // s, c_out
         keys += [f"ConvNorm_H{h}_W{h}_Cin352_Cout{header}_kernel1_stride1_group1",
-                 f"AvgP_H{h}_W{h}_Cin{header}_Cout{header}_kernel{h}_stride1", f"FC_Cin{header}_Cout{classes}"]  # fmt: skip
+                 f"AvgP_H{h}_W{h}_Cin{header}_Cout{header}_kernel{h}_stride1",
+                 f"FC_Cin{header}_Cout{classes}"]  # fmt: skip
     metrics = ["edgegpu_latency", "edgegpu_energy", "raspi4_latency", "pixel3_latency", "eyeriss_latency",
                "eyeriss_energy", "fpga_latency", "fpga_energy"]  # fmt: skip
     tables = {m: {k: float(rng.uniform(0.01, 2.0)) for k in keys} for m in metrics}

@@ -111,8 +111,10 @@ class ArchitectureDataModule(HWNASDataModule):
         raise ConfigError(f"The {self.space.name} space gave only {len(archs)} distinct architectures of {n}.")
 
     def table_model(self) -> TableCostModel:
-        """The ``table`` as a cost model of the :attr:`metrics` no evaluator computes, or of all of them without
-        evaluators (read once; its errors name the file and column)."""
+        """The ``table`` as a cost model of the :attr:`metrics` no evaluator computes (all of them without evaluators).
+
+        Read once; its errors name the file and column.
+        """
         if self._table_model is None:
             directions = {m: d for obj in self.devices.values() for m, d in obj.items()}
             computed = {m for e in self.evaluators for m in e.directions}

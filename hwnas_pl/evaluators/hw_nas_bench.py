@@ -105,8 +105,9 @@ class HWNASBenchModel(CostModel):
             raise ConfigError(f"HW-NAS-Bench dataset '{dataset}' is unknown for the {space.name} space; expected "
                               f"one of: {', '.join(DATASETS[space.name])}.")  # fmt: skip
         if space.name == "fbnet" and space.skeleton != FBNET_SKELETONS[dataset][0]:
-            raise ConfigError(f"HW-NAS-Bench prices {dataset} FBNet networks with the "
-                              f"'{FBNET_SKELETONS[dataset][0]}' skeleton; the space has '{space.skeleton}'.")  # fmt: skip
+            wanted = FBNET_SKELETONS[dataset][0]
+            raise ConfigError(f"HW-NAS-Bench prices {dataset} FBNet networks with the '{wanted}' skeleton; the space "
+                              f"has '{space.skeleton}'.")  # fmt: skip
         self.path = Path(path)
         if not self.path.is_file():
             raise UserInputError(

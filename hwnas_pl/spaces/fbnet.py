@@ -140,9 +140,7 @@ class FBNetSpace(EncodedSpace):
 
     def _validate(self, arch: Any) -> tuple[str, ...]:
         if not isinstance(arch, (tuple, list)) or len(arch) != len(self.layers):
-            raise ConfigError(
-                f"An FBNet architecture is a sequence of {len(self.layers)} block names, got {arch!r}."
-            )
+            raise ConfigError(f"An FBNet architecture is a sequence of {len(self.layers)} block names, got {arch!r}.")
         for i, choice in enumerate(arch):
             if choice not in FBNET_CHOICES:
                 raise ConfigError(

@@ -136,8 +136,10 @@ def test_fbnet_config_trains_on_accuracies_from_a_csv_and_hw_nas_bench_latencies
     monkeypatch.setenv("FBNET_ACCURACY_CSV", str(csv))
     monkeypatch.setenv("HW_NAS_BENCH_PICKLE", str(pickle))
     monkeypatch.chdir(tmp_path)
-    cli_main(["fit", "--config", str(CONFIGS / "hwprnas_fbnet.yaml"), "--trainer.max_epochs", "2",
-              "--data.init_args.n_train", "30", "--data.init_args.n_val", "10", "--trainer.logger", "false"])  # fmt: skip
+    cli_main([
+        "fit", "--config", str(CONFIGS / "hwprnas_fbnet.yaml"), "--trainer.max_epochs", "2",
+        "--data.init_args.n_train", "30", "--data.init_args.n_val", "10", "--trainer.logger", "false",
+    ])  # fmt: skip
     space = FBNetSpace("cifar")
     model = ParetoScoreModel(space, tmp_path / "outputs" / "hwprnas_fbnet" / "pareto_score.ckpt", device="pixel3")
     assert model.devices == ["pixel3", "edgegpu"]
