@@ -13,6 +13,7 @@ from hwnas_pl.spaces.base import (
     register_search_space,
 )
 from hwnas_pl.spaces.fbnet import FBNetSpace
+from hwnas_pl.spaces.layerwise import LayerwiseSpace
 from hwnas_pl.spaces.mbconv import MBConvSpace
 from hwnas_pl.spaces.nasbench201 import NASBench201Space
 
@@ -21,6 +22,7 @@ __all__ = [
     "ArchNetwork",
     "EncodedSpace",
     "FBNetSpace",
+    "LayerwiseSpace",
     "MBConvSpace",
     "MacroArch",
     "MainBlock",

@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import EncodedSpace, OpSpec, register_search_space
+from hwnas_pl.spaces.base import OpSpec, register_search_space
+from hwnas_pl.spaces.layerwise import LayerwiseSpace
 
 FBNET_CHOICES = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 NODE_TYPES = ("input", *FBNET_CHOICES, "output")
@@ -105,7 +105,7 @@ def _head(c_in: int, header: int, num_classes: int) -> nn.Sequential:
 
 
 @register_search_space("fbnet")
-class FBNetSpace(EncodedSpace):
+class FBNetSpace(LayerwiseSpace):
     """HW-NAS-Bench's FBNet space: 22 layers of 9 blocks over a fixed skeleton.
 
     Args:
@@ -118,6 +118,8 @@ class FBNetSpace(EncodedSpace):
     """
 
     name = "fbnet"
+    label = "FBNet"
+    node_types = NODE_TYPES
 
     def __init__(self, skeleton: str = "cifar") -> None:
         if skeleton not in SKELETONS:
@@ -134,44 +136,9 @@ class FBNetSpace(EncodedSpace):
                 self.layers.append((c, c_out, stride if i == 0 else 1))
                 c = c_out
 
-    @property
-    def cardinalities(self) -> tuple[int, ...]:
-        return (len(FBNET_CHOICES),) * len(self.layers)
-
-    def _validate(self, arch: Any) -> tuple[str, ...]:
-        if not isinstance(arch, (tuple, list)) or len(arch) != len(self.layers):
-            raise ConfigError(f"An FBNet architecture is a sequence of {len(self.layers)} block names, got {arch!r}.")
-        for i, choice in enumerate(arch):
-            if choice not in FBNET_CHOICES:
-                raise ConfigError(
-                    f"Unknown block '{choice}' for FBNet layer {i}; expected one of: {', '.join(FBNET_CHOICES)}."
-                )
-        return tuple(arch)
-
-    def _encode(self, arch: tuple[str, ...]) -> np.ndarray:
-        return np.array([FBNET_CHOICES.index(c) for c in arch])
-
-    def _decode(self, vector: np.ndarray) -> tuple[str, ...]:
-        return tuple(FBNET_CHOICES[int(v)] for v in vector)
-
-    def _to_string(self, arch: tuple[str, ...]) -> str:
-        return "-".join(arch)
-
-    def _from_string(self, text: str) -> tuple[str, ...]:
-        return self._validate(tuple(text.split("-")))
-
-    def tokens(self, arch: Any) -> list[str]:
-        return list(self.validate(arch))
-
-    def graph(self, arch: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A chain: input → layer 0 → … → layer 21 → output; op one-hot over :data:`NODE_TYPES`."""
-        arch = self.validate(arch)
-        n = len(arch) + 2
-        onehot = np.zeros((n, len(NODE_TYPES)), dtype=np.float32)
-        onehot[0, 0] = onehot[-1, -1] = 1
-        for i, choice in enumerate(arch):
-            onehot[i + 1, NODE_TYPES.index(choice)] = 1
-        return np.eye(n, k=1, dtype=np.float32), onehot
+    def choices(self, layer: int) -> tuple[str, ...]:
+        """Every layer chooses among the 9 blocks of :data:`FBNET_CHOICES` (HW-NAS-Bench's op indices)."""
+        return FBNET_CHOICES
 
     def depth(self, arch: Any) -> int:
         """Stem + 3 convs per block + 1 per projecting skip + header conv + classifier."""

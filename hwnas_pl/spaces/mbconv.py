@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from hwnas_pl.errors import ConfigError
-from hwnas_pl.spaces.base import EncodedSpace, OpSpec, register_search_space
+from hwnas_pl.spaces.base import OpSpec, register_search_space
+from hwnas_pl.spaces.layerwise import LayerwiseSpace
 from hwnas_pl.spaces.supernet import ChoiceLayer, Supernet, rename_prefix
 
 MBCONV_CHOICES = tuple(f"mb_k{k}_e{e}" for k in (3, 5, 7) for e in (3, 6))
@@ -120,7 +120,7 @@ class MBConvSupernet(Supernet):
 
 
 @register_search_space("mbconv")
-class MBConvSpace(EncodedSpace):
+class MBConvSpace(LayerwiseSpace):
     """Layer-wise MBConv space over a fixed skeleton.
 
     Args:
@@ -133,6 +133,8 @@ class MBConvSpace(EncodedSpace):
     """
 
     name = "mbconv"
+    label = "MBConv"
+    node_types = NODE_TYPES
 
     def __init__(self, skeleton: str = "cifar") -> None:
         if skeleton not in SKELETONS:
@@ -149,52 +151,9 @@ class MBConvSpace(EncodedSpace):
                 self.layers.append((c, c_out, s, s == 1 and c == c_out))
                 c = c_out
 
-    @property
-    def cardinalities(self) -> tuple[int, ...]:
-        return tuple(len(MBCONV_CHOICES) + int(skip) for *_, skip in self.layers)
-
     def choices(self, layer: int) -> tuple[str, ...]:
         """The choices of searchable layer ``layer``."""
         return MBCONV_CHOICES + ((SKIP,) if self.layers[layer][3] else ())
-
-    def _validate(self, arch: Any) -> tuple[str, ...]:
-        if not isinstance(arch, (tuple, list)) or len(arch) != len(self.layers):
-            raise ConfigError(
-                f"An MBConv ({self.skeleton}) architecture is a sequence of {len(self.layers)} layer choices, "
-                f"got {arch!r}."
-            )
-        for i, choice in enumerate(arch):
-            if choice not in self.choices(i):
-                raise ConfigError(
-                    f"Unknown choice '{choice}' for MBConv layer {i}; expected one of: {', '.join(self.choices(i))}."
-                )
-        return tuple(arch)
-
-    def _encode(self, arch: tuple[str, ...]) -> np.ndarray:
-        return np.array([self.choices(i).index(c) for i, c in enumerate(arch)])
-
-    def _decode(self, vector: np.ndarray) -> tuple[str, ...]:
-        return tuple(self.choices(i)[int(v)] for i, v in enumerate(vector))
-
-    def _to_string(self, arch: tuple[str, ...]) -> str:
-        return "-".join(arch)
-
-    def _from_string(self, text: str) -> tuple[str, ...]:
-        return self._validate(tuple(text.split("-")))
-
-    def tokens(self, arch: Any) -> list[str]:
-        return list(self.validate(arch))
-
-    def graph(self, arch: Any) -> tuple[np.ndarray, np.ndarray]:
-        """A chain: input → layer 0 → … → layer L-1 → output; op one-hot over :data:`NODE_TYPES`."""
-        arch = self.validate(arch)
-        n = len(arch) + 2
-        adjacency = np.eye(n, k=1, dtype=np.float32)
-        onehot = np.zeros((n, len(NODE_TYPES)), dtype=np.float32)
-        onehot[0, 0] = onehot[-1, -1] = 1
-        for i, choice in enumerate(arch):
-            onehot[i + 1, NODE_TYPES.index(choice)] = 1
-        return adjacency, onehot
 
     def depth(self, arch: Any) -> int:
         """Stem + first MBConv (2 convs) + 3 convs per MBConv layer + head conv + classifier."""

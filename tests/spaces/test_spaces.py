@@ -438,7 +438,7 @@ def test_fbnet_skeleton_is_hw_nas_benchs():
     arch = ("skip",) * 22
     # an all-skip network: stem, the 6 projecting 1x1 skips (layer 0 is an identity), header conv, classifier
     assert space.depth(arch) == 1 + 6 + 1 + 1
-    with pytest.raises(ConfigError, match="Unknown block 'k7_e6' for FBNet layer 3; expected one of: k3_e1"):
+    with pytest.raises(ConfigError, match="Unknown choice 'k7_e6' for FBNet layer 3; expected one of: k3_e1"):
         space.encode(("skip",) * 3 + ("k7_e6",) + ("skip",) * 18)
 
 
