@@ -119,7 +119,7 @@ class ArchitectureDataModule(HWNASDataModule):
             directions = {m: d for obj in self.devices.values() for m, d in obj.items()}
             computed = {m for e in self.evaluators for m in e.directions}
             own = {m: directions[m] for m in self.metrics if m not in computed}
-            self._table_model = TableCostModel(self.space, self.table, own or {})
+            self._table_model = TableCostModel(self.space, self.table, own)
         return self._table_model
 
     def measure(self, archs: list[Any]) -> np.ndarray:

@@ -37,7 +37,8 @@ FBNET_METRICS = (
     "fpga_latency", "fpga_energy",
 )  # fmt: skip
 DATASETS = {"nasbench201": ("cifar10", "cifar100", "ImageNet16-120"), "fbnet": ("cifar100", "ImageNet")}
-FBNET_SKELETONS = {"cifar100": ("cifar", 100), "ImageNet": ("imagenet", 1000)}  # dataset -> (skeleton, classes)
+#: dataset -> (FBNetSpace skeleton, classes, input size)
+FBNET_SKELETONS = {"cifar100": ("cifar", 100, 32), "ImageNet": ("imagenet", 1000, 224)}
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -64,8 +65,7 @@ def fbnet_op_keys(space: SearchSpace, arch: Any, dataset: str) -> list[str]:
     from hwnas_pl.spaces.fbnet import STEM_CHANNELS, parse_block
 
     arch = space.validate(arch)
-    size = 32 if dataset == "cifar100" else 224
-    num_classes = FBNET_SKELETONS[dataset][1]
+    _, num_classes, size = FBNET_SKELETONS[dataset]
     sizes = space.resolutions(size)
     keys = [f"ConvNorm_H{size}_W{size}_Cin3_Cout{STEM_CHANNELS}_kernel3_stride{space.stem_stride}_group1"]
     for choice, (c_in, c_out, stride), h in zip(arch, space.layers, sizes):
@@ -114,7 +114,7 @@ class HWNASBenchModel(CostModel):
                 f"HW-NAS-Bench file '{self.path}' does not exist; expected HW-NAS-Bench-v1_0.pickle from the "
                 "GATECH-EIC/HW-NAS-Bench repository."
             )
-        part = "nasbench201" if space.name == "nasbench201" else "fbnet"
+        part = space.name  # the pickle's half: "nasbench201" or "fbnet"
         try:
             with self.path.open("rb") as f:
                 data = _PlainUnpickler(f).load()

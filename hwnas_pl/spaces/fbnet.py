@@ -91,11 +91,17 @@ class FBNetBlock(nn.Module):
         return out + x if self.residual else out
 
 
+def is_identity(choice: str, c_in: int, c_out: int, stride: int) -> bool:
+    """Whether block ``choice`` at a layer of this shape is a plain identity (a skip that keeps the shape)."""
+    return choice == "skip" and stride == 1 and c_in == c_out
+
+
 def fbnet_block(choice: str, c_in: int, c_out: int, stride: int) -> nn.Module:
     """The module of block ``choice`` for one layer (``skip``: identity, or a 1×1 conv where the shape changes)."""
     if choice == "skip":
-        return nn.Identity() if stride == 1 and c_in == c_out else conv_norm_relu(c_in, c_out, 1, stride)
-    return FBNetBlock(c_in, c_out, *parse_block(choice)[:2], stride, parse_block(choice)[2])
+        return nn.Identity() if is_identity(choice, c_in, c_out, stride) else conv_norm_relu(c_in, c_out, 1, stride)
+    kernel, expand, groups = parse_block(choice)
+    return FBNetBlock(c_in, c_out, kernel, expand, stride, groups)
 
 
 def _head(c_in: int, header: int, num_classes: int) -> nn.Sequential:
@@ -143,7 +149,7 @@ class FBNetSpace(LayerwiseSpace):
     def depth(self, arch: Any) -> int:
         """Stem + 3 convs per block + 1 per projecting skip + header conv + classifier."""
         arch = self.validate(arch)
-        blocks = sum(3 if c != "skip" else int(s != 1 or ci != co) for c, (ci, co, s) in zip(arch, self.layers))
+        blocks = sum(3 if c != "skip" else int(not is_identity(c, *layer)) for c, layer in zip(arch, self.layers))
         return 1 + blocks + 1 + 1
 
     def resolutions(self, size: int) -> list[int]:
@@ -164,7 +170,7 @@ class FBNetSpace(LayerwiseSpace):
                       lambda c_in=c_in, s=s: conv_norm_relu(c_in, STEM_CHANNELS, 3, s), (c_in, h, w))]  # fmt: skip
         h, w = (h - 1) // s + 1, (w - 1) // s + 1
         for (ci, co, stride), choice in zip(self.layers, arch):
-            if not (choice == "skip" and stride == 1 and ci == co):
+            if not is_identity(choice, ci, co, stride):
                 factory = lambda b=choice, ci=ci, co=co, st=stride: fbnet_block(b, ci, co, st)  # noqa: E731
                 ops.append(OpSpec(f"fbnet_{choice}:{ci}-{co}s{stride}@{ci}x{h}x{w}", factory, (ci, h, w)))
             h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
